@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""Find Powerful Owl calls in recordings and write JSON, CSV, Raven and Audacity results.
+
+    python scripts/detect.py RECORDING_OR_FOLDER... --out results/
+    accelerate launch scripts/detect.py /surveys/2024/ --out results/   # files sharded across processes
+
+A file that fails gets one line on stderr and a row in summary.csv; the run goes on and the exit code is 1.
+Re-running skips files that already have results for the same model and parameters (``--force`` redoes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from owlfinder import batch
+from owlfinder.engine import DetectionParams
+from owlfinder.exports import FORMATS
+from owlfinder.model import ModelError, load_classifier
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("paths", nargs="+", metavar="PATH", help="recordings or folders (walked recursively)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--model", default=None,
+                   help="Hub id or local folder (default: $OWL_MODEL, else the bundled starter model)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="decision threshold (default: the model's calibrated threshold, else 0.5)")
+    p.add_argument("--hop", type=float, default=2.5, help="seconds between window starts (default 2.5)")
+    p.add_argument("--gap", type=float, default=0.7, help="merge positive windows this close, in s (0.7)")
+    p.add_argument("--min-duration", type=float, default=0.0, help="drop events shorter than this, in s")
+    p.add_argument("--batch-size", type=int, default=None, help="windows per model call (32 CPU, 256 GPU)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--backend", default="torch", choices=["torch", "int8"],
+                   help="torch (fp16 on CUDA) or int8 dynamic quantisation on CPU")
+    p.add_argument("--positive-label", default=None, help="the model's owl label, if not guessable")
+    p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS),
+                   help="result formats (default: all)")
+    p.add_argument("--max-duration", type=float, default=None, help="refuse recordings longer than this, in h")
+    p.add_argument("--force", action="store_true", help="redo files that already have results")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "ACCELERATE_MIXED_PRECISION" in os.environ
+    state = None
+    if distributed:
+        from accelerate import PartialState
+
+        state = PartialState()
+    rank = state.process_index if state else 0
+    world = state.num_processes if state else 1
+    device = str(state.device) if state and args.device == "auto" else args.device
+
+    try:
+        clf = load_classifier(args.model, device=device, positive_label=args.positive_label,
+                              backend=args.backend)
+    except ModelError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        params = DetectionParams(
+            threshold=args.threshold, hop_s=args.hop, gap_s=args.gap, min_duration_s=args.min_duration,
+            batch_size=args.batch_size or (256 if clf.device.type == "cuda" else 32),
+            max_duration_s=None if args.max_duration is None else args.max_duration * 3600,
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    inputs, missing = batch.collect_inputs(args.paths)
+    mine = inputs[rank::world]  # round-robin shard: each process gets its own files
+    args.out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        for row in missing:
+            tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
+        threshold = clf.threshold if params.threshold is None else params.threshold
+        print(f"model {clf.name} on {clf.device} | threshold {threshold:.3f} | {len(inputs)} recording(s)"
+              + (f" over {world} processes" if world > 1 else ""), file=sys.stderr)
+
+    # Bars on a terminal; plain lines in logs and pipes, so error lines stay clean one-liners.
+    bars = sys.stderr.isatty() and not args.quiet
+    total_bar = tqdm(total=len(mine), unit="file", desc=f"files[{rank}]" if world > 1 else "files",
+                     position=2 * rank, disable=not bars)
+    file_bar = tqdm(total=0, unit="s", desc="audio", position=2 * rank + 1, leave=False, disable=not bars,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{rate_fmt}]")
+    done_files = 0
+
+    def on_file_start(item: batch.InputFile, duration_s: float) -> None:
+        total_bar.set_postfix_str(item.path.name[-40:])
+        file_bar.reset(total=duration_s)
+        if not bars and not args.quiet:
+            print(f"[{done_files + 1}/{len(mine)}] {item.path} ({duration_s:.0f} s)", file=sys.stderr, flush=True)
+
+    def progress(done: float, total: float) -> None:
+        file_bar.n = done
+        file_bar.refresh()
+
+    def on_error(msg: str) -> None:
+        (tqdm.write if bars else print)(f"error: {msg}", file=sys.stderr)
+
+    results = []
+    for item in mine:
+        results += batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
+                                      on_file_start=on_file_start, progress=progress, on_error=on_error)
+        done_files += 1
+        total_bar.update(1)
+    file_bar.close()
+    total_bar.close()
+
+    if world > 1:
+        batch.write_summary(results, args.out / f"summary.part{rank}.csv")
+        state.wait_for_everyone()
+        if rank == 0:
+            parts = sorted(args.out.glob("summary.part*.csv"))
+            merged = [r for part in parts for r in batch.read_summary(part)]
+            batch.write_summary(missing + merged, args.out / "summary.csv")
+            for part in parts:
+                part.unlink()
+        state.wait_for_everyone()
+        results = batch.read_summary(args.out / "summary.csv") if rank == 0 else results
+    else:
+        results = missing + results
+        batch.write_summary(results, args.out / "summary.csv")
+
+    failed = [r for r in results if r.status == "error"]
+    if rank == 0:
+        n_events = sum(r.events or 0 for r in results)
+        print(f"{len(results) - len(failed)} done, {len(failed)} failed, {n_events} event(s); "
+              f"summary: {args.out / 'summary.csv'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

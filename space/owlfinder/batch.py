@@ -1,0 +1,198 @@
+"""Batch detection over files and folders: resumable, one line per failure, a summary table.
+
+A file that fails is recorded and the run goes on. A file whose JSON already exists for the same model and
+window grid is skipped; if only the threshold, gap or minimum duration changed, its events are re-derived
+from the saved window scores without running the model again.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import audio
+from .engine import DEFAULT_PARAMS, Detection, DetectionParams, iter_detect
+from .exports import FORMATS, SUFFIXES, atomic_write_text, write_detection
+from .model import OwlClassifier
+
+__all__ = ["FileResult", "InputFile", "collect_inputs", "detect_files", "output_stem", "write_summary"]
+
+SUMMARY_FIELDS = ["file", "duration_s", "events", "max_score", "status", "error"]
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A recording to scan and the folder it was found under (for mirrored output paths)."""
+
+    path: Path
+    root: Path
+
+
+@dataclass
+class FileResult:
+    """One row of ``summary.csv``. ``status``: ok, reused, rethresholded, partial or error."""
+
+    file: str
+    duration_s: float | None
+    events: int | None
+    max_score: float | None
+    status: str
+    error: str | None = None
+
+    def row(self) -> list[str]:
+        return [self.file, "" if self.duration_s is None else f"{self.duration_s:.3f}",
+                "" if self.events is None else str(self.events),
+                "" if self.max_score is None else f"{self.max_score:.4f}", self.status, self.error or ""]
+
+
+def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[InputFile], list[FileResult]]:
+    """Expand files and folders (walked recursively for audio suffixes) into recordings to scan.
+
+    Returns the recordings and error rows for paths that do not exist. A file named directly is taken
+    whatever its suffix, so that a mis-named or broken file gets its own error line.
+    """
+    found: list[InputFile] = []
+    missing: list[FileResult] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and audio.is_audio_path(f) and not f.name.startswith("."):
+                    if f.resolve() not in seen:
+                        seen.add(f.resolve())
+                        found.append(InputFile(f, p))
+        elif p.is_file():
+            if p.resolve() not in seen:
+                seen.add(p.resolve())
+                found.append(InputFile(p, p.parent))
+        else:
+            missing.append(FileResult(str(p), None, None, None, "error", "no such file or folder"))
+    return found, missing
+
+
+def output_stem(item: InputFile, out_dir: str | os.PathLike) -> Path:
+    """``out_dir/<sub-folders under the input root>/<file stem>``; never escapes ``out_dir``."""
+    out = Path(out_dir).resolve()
+    try:
+        rel = item.path.resolve().relative_to(item.root.resolve()).parent
+    except ValueError:
+        rel = Path()
+    stem = out / rel / item.path.stem
+    if out not in stem.resolve().parents:
+        stem = out / item.path.stem
+    return stem
+
+
+def _load_previous(stem: Path) -> Detection | None:
+    path = Path(f"{stem}{SUFFIXES['json']}")
+    if not path.exists():
+        return None
+    try:
+        return Detection.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        return None  # unreadable: redo the file
+
+
+def detect_files(
+    inputs: Iterable[InputFile],
+    out_dir: str | os.PathLike,
+    clf: OwlClassifier,
+    params: DetectionParams = DEFAULT_PARAMS,
+    *,
+    formats: Sequence[str] = FORMATS,
+    force: bool = False,
+    on_file_start: Callable[[InputFile, float], None] | None = None,
+    progress: Callable[[float, float], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+) -> list[FileResult]:
+    """Scan recordings one after another, writing results under ``out_dir``.
+
+    Args:
+        inputs: recordings (see :func:`collect_inputs`).
+        out_dir: output folder.
+        clf: a loaded classifier.
+        params: scan parameters.
+        formats: which of ``json``, ``csv``, ``raven``, ``audacity`` to write (JSON is always written,
+            because it is what makes runs resumable).
+        force: redo files that already have results.
+        on_file_start: called with each input and its duration in seconds before it is scanned.
+        progress: called as ``progress(seconds_done, seconds_total)`` within the current file.
+        on_error: called with a one-line message for each failed file.
+    """
+    formats = list(dict.fromkeys(["json", *formats]))
+    threshold = clf.threshold if params.threshold is None else params.threshold
+    results: list[FileResult] = []
+    for item in inputs:
+        stem = output_stem(item, out_dir)
+        name = str(item.path)
+        try:
+            info = audio.probe(item.path)
+            if on_file_start is not None:
+                on_file_start(item, info.duration_s)
+            prev = None if force else _load_previous(stem)
+            if prev is not None and prev.status == "complete" and prev.params_key() == {
+                "model": clf.name, "model_fingerprint": clf.fingerprint, "window_s": clf.window_s,
+                "hop_s": params.hop_s,
+            }:
+                same = (abs(prev.threshold - threshold) < 1e-9 and prev.gap_s == params.gap_s
+                        and prev.min_duration_s == params.min_duration_s)
+                det = prev if same else prev.rethreshold(threshold, params.gap_s, params.min_duration_s)
+                det.file = name
+                if not same:
+                    write_detection(det, stem, formats)
+                if progress is not None:
+                    progress(det.duration_s, det.duration_s)
+                results.append(FileResult(name, det.duration_s, len(det.events), det.max_score,
+                                          "reused" if same else "rethresholded"))
+                continue
+            det = None
+            try:
+                for det in iter_detect(item.path, clf, params, progress=progress, info=info):
+                    pass
+            except audio.AudioError:
+                if det is not None and det.status == "partial" and len(det.scores):
+                    write_detection(det, stem, formats)  # keep what was scanned before the failure
+                raise
+            assert det is not None
+            write_detection(det, stem, formats)
+            results.append(FileResult(name, det.duration_s, len(det.events), det.max_score, "ok"))
+        except audio.AudioError as err:
+            results.append(_failed(name, err.reason, on_error))
+        except (OSError, ValueError, RuntimeError) as err:
+            results.append(_failed(name, " ".join(str(err).split()) or type(err).__name__, on_error))
+    return results
+
+
+def _failed(name: str, reason: str, on_error: Callable[[str], None] | None) -> FileResult:
+    if on_error is not None:
+        on_error(f"{name}: {reason}")
+    return FileResult(name, None, None, None, "error", reason)
+
+
+def summary_text(results: Iterable[FileResult]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(SUMMARY_FIELDS)
+    for r in results:
+        w.writerow(r.row())
+    return buf.getvalue()
+
+
+def write_summary(results: Iterable[FileResult], path: str | os.PathLike) -> Path:
+    """Write ``summary.csv`` (file, duration_s, events, max_score, status, error) atomically."""
+    atomic_write_text(path, summary_text(results))
+    return Path(path)
+
+
+def read_summary(path: str | os.PathLike) -> list[FileResult]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [FileResult(r["file"], float(r["duration_s"]) if r["duration_s"] else None,
+                           int(r["events"]) if r["events"] else None,
+                           float(r["max_score"]) if r["max_score"] else None, r["status"], r["error"] or None)
+                for r in csv.DictReader(f)]

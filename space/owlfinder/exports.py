@@ -1,0 +1,129 @@
+"""Result files in the formats ecologists already use: JSON, CSV, Raven Pro selection tables, Audacity labels.
+
+Every writer is atomic (temp file + rename), so an interrupted run never leaves a half-written result that
+a later run would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .engine import Detection
+
+__all__ = [
+    "FORMATS",
+    "RAVEN_BAND_HZ",
+    "SUFFIXES",
+    "atomic_write_text",
+    "audacity_text",
+    "csv_text",
+    "json_text",
+    "raven_text",
+    "read_audacity",
+    "read_csv",
+    "read_raven",
+    "write_detection",
+]
+
+#: Frequency band drawn around each event in Raven, in Hz (the owl's fundamental and first harmonic).
+RAVEN_BAND_HZ = (250.0, 700.0)
+EVENT_FIELDS = ["start_s", "end_s", "score", "mean_score", "n_windows", "start_time"]
+RAVEN_FIELDS = ["Selection", "View", "Channel", "Begin File", "Begin Time (s)", "End Time (s)",
+                "Low Freq (Hz)", "High Freq (Hz)", "Score"]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` durably: a temp file in the same folder, fsync, then rename over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_text(det: Detection) -> str:
+    return json.dumps(det.to_dict(), indent=1)
+
+
+def csv_text(det: Detection) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", *EVENT_FIELDS])
+    for ev in det.events:
+        w.writerow([det.file, f"{ev.start_s:.3f}", f"{ev.end_s:.3f}", f"{ev.score:.4f}", f"{ev.mean_score:.4f}",
+                    ev.n_windows, ev.start_time or ""])
+    return buf.getvalue()
+
+
+def raven_text(det: Detection) -> str:
+    lo, hi = RAVEN_BAND_HZ
+    lines = ["\t".join(RAVEN_FIELDS)]
+    for i, ev in enumerate(det.events, 1):
+        lines.append("\t".join([str(i), "Spectrogram 1", "1", Path(det.file).name, f"{ev.start_s:.3f}",
+                                f"{ev.end_s:.3f}", f"{lo:.1f}", f"{hi:.1f}", f"{ev.score:.4f}"]))
+    return "\n".join(lines) + "\n"
+
+
+def audacity_text(det: Detection) -> str:
+    return "".join(f"{ev.start_s:.3f}\t{ev.end_s:.3f}\towl {ev.score:.2f}\n" for ev in det.events)
+
+
+#: Output format name -> (file suffix, renderer).
+_RENDERERS: dict[str, tuple[str, Callable[[Detection], str]]] = {
+    "json": (".json", json_text),
+    "csv": (".csv", csv_text),
+    "raven": (".raven.txt", raven_text),
+    "audacity": (".audacity.txt", audacity_text),
+}
+FORMATS = tuple(_RENDERERS)
+SUFFIXES = {name: suffix for name, (suffix, _) in _RENDERERS.items()}
+
+
+def write_detection(det: Detection, stem: str | os.PathLike, formats: Iterable[str] = FORMATS) -> list[Path]:
+    """Write ``det`` as ``<stem>.json``, ``<stem>.csv``, ``<stem>.raven.txt``, ``<stem>.audacity.txt``.
+
+    The JSON, which marks a file as done for resumed runs, is written last.
+    """
+    formats = list(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown format(s) {sorted(unknown)}; choose from {list(FORMATS)}")
+    written = []
+    for name in sorted(formats, key=lambda n: n == "json"):
+        suffix, render = _RENDERERS[name]
+        path = Path(f"{stem}{suffix}")
+        atomic_write_text(path, render(det))
+        written.append(path)
+    return written
+
+
+def read_csv(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def read_raven(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def read_audacity(path: str | os.PathLike) -> list[tuple[float, float, str]]:
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("\\"):
+            start, end, label = line.split("\t", 2)
+            rows.append((float(start), float(end), label))
+    return rows

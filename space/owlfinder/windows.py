@@ -1,0 +1,91 @@
+"""The window grid: fixed-length analysis windows over a recording, cut from streamed blocks.
+
+Windows start every ``hop`` seconds; when the grid does not end exactly at the end of the file, one final
+window ends at the file's end, so the tail is covered by real audio and never by zero padding (a model can
+learn to spot padding). Audio shorter than one window is filled by reflecting its own samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+__all__ = ["fill_to_length", "frame_stream", "window_grid"]
+
+
+def window_grid(n_samples: int, window: int, hop: int) -> np.ndarray:
+    """Start offsets (in samples) of the windows covering ``n_samples`` samples.
+
+    Args:
+        n_samples: signal length in samples.
+        window: window length in samples.
+        hop: hop in samples (``0 < hop``).
+
+    Returns:
+        Increasing int64 start offsets. Every sample lies in at least one window; the last window ends
+        exactly at ``n_samples`` (when ``n_samples >= window``). A signal shorter than one window gets one
+        window starting at 0.
+    """
+    if hop <= 0 or window <= 0:
+        raise ValueError("window and hop must be positive")
+    if n_samples <= window:
+        return np.zeros(1 if n_samples > 0 else 0, dtype=np.int64)
+    starts = np.arange(0, n_samples - window + 1, hop, dtype=np.int64)
+    if starts[-1] + window < n_samples:
+        starts = np.append(starts, n_samples - window)
+    return starts
+
+
+def fill_to_length(y: np.ndarray, n: int) -> np.ndarray:
+    """Extend ``y`` to ``n`` samples by reflecting it back and forth (never zeros); truncate if longer."""
+    y = np.asarray(y, dtype=np.float32)
+    if len(y) >= n:
+        return y[:n]
+    if len(y) == 0:
+        return np.zeros(n, dtype=np.float32)
+    if len(y) == 1:
+        return np.full(n, y[0], dtype=np.float32)
+    period = np.concatenate([y, y[-2:0:-1]]) if len(y) > 2 else y
+    reps = int(np.ceil(n / len(period)))
+    return np.tile(period, reps)[:n]
+
+
+def frame_stream(
+    blocks: Iterable[np.ndarray], window: int, hop: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Cut windows out of a stream of 1-D blocks without holding more than about one window plus a block.
+
+    Yields ``(start_sample, window_samples)`` on the grid of :func:`window_grid` for the total length of
+    the stream, which need not be known in advance (MP3 headers, for one, only estimate it). Each window
+    is a fresh array the caller may keep.
+    """
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # sample index of buf[0] in the stream
+    next_start = 0
+    last_emitted: int | None = None
+    total = 0
+    for block in blocks:
+        if len(block) == 0:
+            continue
+        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
+        total += len(block)
+        while next_start + window <= total:
+            off = next_start - buf_start
+            yield next_start, buf[off: off + window].copy()
+            last_emitted = next_start
+            next_start += hop
+        # Keep the last `window` samples too: the final window may end at the end of the stream.
+        keep_from = min(next_start, total - window) if total >= window else 0
+        drop = keep_from - buf_start
+        if drop > 0:
+            buf = buf[drop:]
+            buf_start = keep_from
+    if total == 0:
+        return
+    if total < window:
+        yield 0, fill_to_length(buf, window)
+    elif last_emitted is None or last_emitted + window < total:
+        start = total - window
+        off = start - buf_start
+        yield start, buf[off: off + window].copy()

@@ -1,0 +1,89 @@
+"""scripts/detect.py end to end: all four formats, a broken file among good ones, resumable runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from owlfinder import exports
+from owlfinder.batch import read_summary
+
+from conftest import REPO_ROOT, write_tone_file
+
+SCRIPT = REPO_ROOT / "scripts" / "detect.py"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture()
+def survey(tmp_path) -> Path:
+    root = tmp_path / "survey"
+    (root / "site-a").mkdir(parents=True)
+    (root / "site-b").mkdir()
+    write_tone_file(root / "site-a" / "20210603T200000+1000_Site-A_1.flac", 23.0, sr=44100, channels=2)
+    write_tone_file(root / "site-b" / "20240101_203000.WAV", 12.0, sr=48000)
+    (root / "site-b" / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    (root / "site-b" / "notes.txt").write_text("not audio, ignored by the folder walk")
+    (root / "site-a" / "empty.flac").write_bytes(b"")
+    return root
+
+
+def test_folder_with_broken_files(survey, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    proc = run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "0")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and any("broken.wav" in e for e in errors) and any("empty.flac" in e for e in errors)
+    assert "Traceback" not in proc.stderr
+
+    # Good files have all four formats, mirrored under their site folders.
+    stem = out / "site-a" / "20210603T200000+1000_Site-A_1"
+    doc = json.loads(Path(f"{stem}.json").read_text())
+    assert set(doc) >= {"file", "duration_s", "sample_rate", "model", "threshold", "window_s", "hop_s",
+                        "recorded_at", "windows", "events"}
+    assert doc["sample_rate"] == 44100 and doc["duration_s"] == pytest.approx(23.0)
+    assert doc["windows"][-1]["end_s"] == pytest.approx(23.0)
+    assert doc["recorded_at"] == "2021-06-03T20:00:00+10:00"
+    (row,) = exports.read_csv(f"{stem}.csv")  # threshold 0: the whole file is one event
+    assert float(row["end_s"]) == pytest.approx(23.0) and row["start_time"] == "2021-06-03T20:00:00.000+10:00"
+    (sel,) = exports.read_raven(f"{stem}.raven.txt")
+    assert list(sel) == exports.RAVEN_FIELDS and sel["Low Freq (Hz)"] == "250.0"
+    assert exports.read_audacity(f"{stem}.audacity.txt")[0][2].startswith("owl ")
+    assert (out / "site-b" / "20240101_203000.json").exists()
+
+    summary = {Path(r.file).name: r for r in read_summary(out / "summary.csv")}
+    assert summary["broken.wav"].status == "error" and summary["broken.wav"].error
+    assert summary["20240101_203000.WAV"].status == "ok" and summary["20240101_203000.WAV"].events == 1
+
+    # A re-run reuses finished files; a new threshold re-derives events without the model; --force redoes.
+    again = run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "0")
+    assert {r.status for r in read_summary(out / "summary.csv") if r.error is None} == {"reused"}
+    assert again.returncode == 1
+    run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "1")
+    rows = [r for r in read_summary(out / "summary.csv") if r.error is None]
+    assert {r.status for r in rows} == {"rethresholded"} and all(r.events == 0 for r in rows)
+    assert exports.read_csv(f"{stem}.csv") == []
+    run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--force", "--formats", "json")
+    assert {r.status for r in read_summary(out / "summary.csv") if r.error is None} == {"ok"}
+
+
+def test_only_good_files_exit_zero_and_formats_selected(tmp_path, tiny_model_dir):
+    rec = write_tone_file(tmp_path / "night one.ogg", 8.0, sr=32000)
+    out = tmp_path / "out"
+    proc = run_cli(str(rec), "--out", str(out), "--model", str(tiny_model_dir), "--formats", "raven")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["night one.json", "night one.raven.txt", "summary.csv"]
+
+
+def test_missing_path_and_bad_model(tmp_path, tiny_model_dir):
+    proc = run_cli(str(tmp_path / "nope.flac"), "--out", str(tmp_path / "o"), "--model", str(tiny_model_dir))
+    assert proc.returncode == 1 and "nope.flac: no such file or folder" in proc.stderr
+    proc = run_cli(str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "no-model"))
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: cannot load model")
+    assert "Traceback" not in proc.stderr
