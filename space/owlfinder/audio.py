@@ -186,7 +186,9 @@ def _short(err: BaseException) -> str:
     # soundfile prefixes the path, which the caller already names.
     if "Error opening" in msg and ":" in msg:
         msg = msg.rsplit(":", 1)[-1].strip()
-    return msg[:200] or type(err).__name__
+    if "not a regular file" in msg or "Format not recognised" in msg:
+        msg = "unknown format"  # libsndfile's wording for "not audio" is misleading
+    return msg.rstrip(".")[:200] or type(err).__name__
 
 
 # ---------------------------------------------------------------------------------------------- stream
@@ -200,11 +202,29 @@ def _blocks_soundfile(info: AudioInfo, block_frames: int, start_frame: int, stop
         pos = start_frame
         while stop_frame is None or pos < stop_frame:
             n = block_frames if stop_frame is None else min(block_frames, stop_frame - pos)
-            block = f.read(n, dtype="float32", always_2d=True)
+            try:
+                block = f.read(n, dtype="float32", always_2d=True)
+            except (RuntimeError, sf.LibsndfileError):
+                # Corrupt or truncated data inside this block: salvage it second by second up to the
+                # damage, then report the failure (the caller keeps what was decoded).
+                yield from _salvage(f, pos, min(n, info.sample_rate))
+                raise
             if len(block) == 0:
                 break
             pos += len(block)
             yield block
+
+
+def _salvage(f: sf.SoundFile, pos: int, step: int) -> Iterator[np.ndarray]:
+    try:
+        f.seek(pos)
+        while True:
+            part = f.read(step, dtype="float32", always_2d=True)
+            if len(part) == 0:
+                return
+            yield part
+    except (RuntimeError, sf.LibsndfileError):
+        return
 
 
 def _blocks_pyav(info: AudioInfo, block_frames: int, start_frame: int, stop_frame: int | None

@@ -31,6 +31,8 @@ class InputFile:
 
     path: Path
     root: Path
+    #: Output file name without suffix: the file's stem, or its full name when two inputs share a stem.
+    out_name: str = ""
 
 
 @dataclass
@@ -73,7 +75,22 @@ def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[InputFile],
                 found.append(InputFile(p, p.parent))
         else:
             missing.append(FileResult(str(p), None, None, None, "error", "no such file or folder"))
-    return found, missing
+    return _unique_names(found), missing
+
+
+def _unique_names(items: list[InputFile]) -> list[InputFile]:
+    """Give ``a.wav`` and ``a.flac`` in one folder distinct outputs (``a.wav.json``, ``a.flac.json``)."""
+    def key(it: InputFile) -> tuple[Path, str]:
+        try:
+            rel = it.path.resolve().relative_to(it.root.resolve()).parent
+        except ValueError:
+            rel = Path()
+        return rel, it.path.stem.lower()
+
+    counts: dict[tuple[Path, str], int] = {}
+    for it in items:
+        counts[key(it)] = counts.get(key(it), 0) + 1
+    return [InputFile(it.path, it.root, it.path.name if counts[key(it)] > 1 else it.path.stem) for it in items]
 
 
 def output_stem(item: InputFile, out_dir: str | os.PathLike) -> Path:
@@ -83,9 +100,10 @@ def output_stem(item: InputFile, out_dir: str | os.PathLike) -> Path:
         rel = item.path.resolve().relative_to(item.root.resolve()).parent
     except ValueError:
         rel = Path()
-    stem = out / rel / item.path.stem
+    name = item.out_name or item.path.stem
+    stem = out / rel / name
     if out not in stem.resolve().parents:
-        stem = out / item.path.stem
+        stem = out / name
     return stem
 
 
@@ -136,7 +154,8 @@ def detect_files(
             if on_file_start is not None:
                 on_file_start(item, info.duration_s)
             prev = None if force else _load_previous(stem)
-            if prev is not None and prev.status == "complete" and prev.params_key() == {
+            same_file = prev is not None and Path(prev.file).resolve() == item.path.resolve()
+            if same_file and prev.status == "complete" and prev.params_key() == {
                 "model": clf.name, "model_fingerprint": clf.fingerprint, "window_s": clf.window_s,
                 "hop_s": params.hop_s,
             }:
@@ -155,9 +174,11 @@ def detect_files(
             try:
                 for det in iter_detect(item.path, clf, params, progress=progress, info=info):
                     pass
-            except audio.AudioError:
+            except audio.AudioError as err:
                 if det is not None and det.status == "partial" and len(det.scores):
                     write_detection(det, stem, formats)  # keep what was scanned before the failure
+                    kept = float(det.ends_s.max())
+                    raise audio.AudioError(item.path, f"{err.reason}; results up to {kept:.1f} s kept") from None
                 raise
             assert det is not None
             write_detection(det, stem, formats)

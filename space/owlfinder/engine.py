@@ -224,6 +224,9 @@ def _produce(path: str, info: audio.AudioInfo, clf: OwlClassifier, params: Detec
         return
     except BaseException as err:  # handed to the consumer, which re-raises it
         try:
+            if starts and isinstance(err, audio.AudioError):
+                # Score the windows already cut before the damage, so a partial result keeps them.
+                put((np.array(starts), n_total, clf.features(batch[: len(starts)])))
             put(("error", n_total, err))
         except _Stop:
             return
