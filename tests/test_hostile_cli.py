@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT
 
-import hostile
 from owlfinder import audio
 from owlfinder.batch import read_summary
+
+import hostile
+from conftest import REPO_ROOT
 
 
 def _load_cli():
