@@ -7,7 +7,8 @@ Layers, lowest first (no module imports from a layer above its own):
 - ``windows``/``events``/``timestamps``: the window grid, merging scores into events, wall-clock times.
 - ``engine``: streams a recording through a model into a :class:`~owlfinder.engine.Detection`.
 - ``exports``: JSON, CSV, Raven selection tables and Audacity labels.
-- ``synth``, ``clips``, ``store``: the call synthesizer, clip building and the append-only dataset store.
+- ``synth``, ``nights``: the call synthesizer and long synthetic nights with ground truth.
+- ``schema``, ``clips``, ``store``, ``hubsync``: dataset rows, clip building, the append-only dataset store.
 - ``ui``: the Gradio Space, a thin shell over the rest.
 """
 
