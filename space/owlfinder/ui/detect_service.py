@@ -1,0 +1,599 @@
+"""What the Space does, without gradio: take an upload, scan it, keep the session's results, cut event clips.
+
+:class:`DetectService` is the whole back end of the Detect tab and of the ``/detect`` API. Its methods take
+plain paths and numbers and return plain data (:class:`View`, :class:`EventView`, JSON dicts); errors meant
+for people are :class:`ServiceError` with a one-line message. The gradio callbacks only call these methods.
+
+Files. An upload's file name is only ever *shown* (and read for the recording's wall-clock start): the file
+itself is hard-linked (or copied) into a fresh scratch folder under the server's own name ``recording`` plus
+a known audio suffix, and the original upload is removed at once. A browser session keeps its recording
+(for event playback and re-thresholding) until it starts another run, closes, or stays idle for
+``session_ttl_s``; an API call removes everything when it returns. Scratch folders left behind by a crash are
+swept when the service starts.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from .. import audio, gpu
+from ..audio import AudioError, AudioInfo
+from ..engine import Detection, DetectionParams, iter_detect
+from ..exports import FORMATS, SUFFIXES, write_detection
+from ..model import ModelError, OwlClassifier, load_classifier
+from ..timestamps import parse_recording_start
+from . import plots
+from .config import AppConfig
+
+__all__ = [
+    "UPLOAD_SUFFIXES",
+    "DetectService",
+    "EventView",
+    "LabelQueueLike",
+    "ServiceError",
+    "Session",
+    "Upload",
+    "View",
+    "safe_stem",
+    "summary_markdown",
+]
+
+log = logging.getLogger(__name__)
+
+#: Offered in the upload dialog; anything else that :func:`owlfinder.audio.probe` can read works via the API.
+UPLOAD_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
+#: Download formats, in the order shown.
+DOWNLOAD_FORMATS = FORMATS
+#: Playback clips are written at most at this rate (Hz).
+CLIP_MAX_SR = 48_000
+
+Progress = Callable[[float, str], None]
+
+
+class ServiceError(Exception):
+    """A problem to show a person: ``str(err)`` is one line naming the file and what is wrong."""
+
+
+class LabelQueueLike:  # pragma: no cover - documentation of the contract only
+    """What the service needs of :class:`owlfinder.labelling.LabelQueue`."""
+
+    def add_detection(self, det: Detection, source_path: str, *, n_uncertain: int = 10,
+                      display_name: str | None = None) -> int: ...
+
+
+def safe_stem(name: str, default: str = "recording") -> str:
+    """A file-name stem for downloads made from an uploaded name: ASCII letters, digits, ``.+-_`` only."""
+    stem = Path(str(name).replace("\\", "/")).name
+    for suffix in audio.AUDIO_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = re.sub(r"[^A-Za-z0-9.+_-]+", "_", stem).strip("._-")[:120]
+    return stem or default
+
+
+def _scrub(reason: str, path: Path, display_name: str) -> str:
+    """An error reason with the server's paths (full or as a bare name) replaced by the upload's name."""
+    for text in (str(path), str(path.resolve()), path.name):
+        reason = reason.replace(text, display_name)
+    return reason
+
+
+def _display_name(name: str | None, fallback: str) -> str:
+    text = " ".join(str(name or "").replace("\\", "/").split("/")[-1].split())
+    return text[:200] or fallback
+
+
+# --------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class Upload:
+    """A recording the service owns for the length of a run or a session.
+
+    Attributes:
+        path: the server's own path for it (``<scratch>/<id>/recording<suffix>``).
+        display_name: the uploaded file's name, for people and wall-clock parsing only.
+        info: its probe result.
+        recorded_at: ISO start parsed from ``display_name``, or ``None``.
+        source: where the upload arrived, so a second run on the same upload reuses this one.
+        dir: the scratch folder holding it (removed by :meth:`close`).
+    """
+
+    path: Path
+    display_name: str
+    info: AudioInfo
+    recorded_at: str | None
+    source: str
+    dir: Path
+
+    def close(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class Session:
+    """One browser session's recording and results. :meth:`close` deletes its files."""
+
+    upload: Upload | None = None
+    #: The complete detection, at the threshold last chosen.
+    detection: Detection | None = None
+    downloads: list[str] = field(default_factory=list)
+    queued: int | None = None
+    queue_note: str = ""
+    selected: int | None = None
+    _n_exports: int = 0
+
+    def close(self) -> None:
+        if self.upload is not None:
+            self.upload.close()
+        self.upload = None
+        self.detection = None
+        self.downloads = []
+
+    def __deepcopy__(self, memo) -> Session:  # gradio deep-copies state values; files are not copied
+        return self
+
+
+@dataclass
+class View:
+    """What the Detect tab shows after a step: the timeline, the events table, a summary and downloads."""
+
+    figure: Any
+    rows: list[list]
+    summary: str
+    downloads: list[str] | None
+    done: bool
+
+
+@dataclass
+class EventView:
+    """One event's playback: a short audio clip with context, its spectrogram and a caption."""
+
+    number: int
+    audio_path: str
+    image_path: str
+    caption: str
+    figure: Any
+
+
+def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: int | None = None,
+                     queue_note: str = "") -> str:
+    """The one-paragraph summary above the results."""
+    n = len(det.events)
+    scanned = float(det.ends_s[-1]) if len(det.ends_s) else 0.0
+    when = plots.wall_clock(det.recorded_at, 0.0, with_date=True)
+    head = f"**{display_name}** · {plots.fmt_hms(det.duration_s)} long" + (f" · recorded {when}" if when else "")
+    if not done:
+        pct = 100.0 * min(1.0, scanned / det.duration_s) if det.duration_s else 0.0
+        return (f"{head}  \nScanning… {plots.fmt_hms(scanned)} of {plots.fmt_hms(det.duration_s)} "
+                f"({pct:.0f} %), **{n} event{'s' * (n != 1)}** so far above {det.threshold:.2f}.")
+    best = f", best score {det.max_score:.2f}" if len(det.scores) else ""
+    lines = [head, f"**{n} event{'s' * (n != 1)}** above threshold {det.threshold:.2f} "
+                   f"in {len(det.scores)} windows{best}."]
+    if n:
+        lines.append("Pick an event in the table to hear it and see its spectrogram.")
+    total = det.timings_s.get("total") if det.timings_s else None
+    if total:
+        lines.append(f"Scanned in {total:.1f} s ({det.duration_s / max(total, 1e-6):.0f}× real time).")
+    if queued is not None:
+        lines.append(f"{queued} new clip{'s' * (queued != 1)} queued for labelling.")
+    if queue_note:
+        lines.append(queue_note)
+    return "  \n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ ZeroGPU slices
+
+#: Classifiers by key, so a forked ZeroGPU worker finds the model without pickling it.
+_CLASSIFIERS: dict[str, OwlClassifier] = {}
+
+
+def _slice_duration(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
+                    info: AudioInfo, rtf: float, max_s: float) -> int:
+    return gpu.gpu_seconds(audio_s, rtf=rtf, max_s=max_s)
+
+
+@gpu.gpu_task(duration=_slice_duration)
+def _scan_slice(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
+                info: AudioInfo, rtf: float, max_s: float) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """One GPU call: score the windows ``[k0, k1)`` of a recording (see :func:`owlfinder.gpu.scan_range`)."""
+    yield from gpu.scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
+
+
+# ----------------------------------------------------------------------------------------- service
+
+
+class DetectService:
+    """The Space's back end.
+
+    Args:
+        cfg: the settings.
+        queue: the labelling queue (:class:`owlfinder.labelling.LabelQueue`), or ``None``.
+        classifier: an already loaded classifier (default: load ``cfg.model`` on ``cfg.device``).
+        sliced: scan in GPU-sized slices (default: only on ZeroGPU).
+        upload_root: where uploads arrive (gradio's upload folder); a path outside it is refused, so no
+            request can make the service take (and remove) any other file.
+
+    Raises:
+        owlfinder.model.ModelError: the model cannot be loaded.
+    """
+
+    def __init__(self, cfg: AppConfig, queue: LabelQueueLike | None = None, *,
+                 classifier: OwlClassifier | None = None, sliced: bool | None = None,
+                 upload_root: str | os.PathLike | None = None):
+        self.cfg = cfg
+        self.upload_root = Path(os.path.realpath(upload_root)) if upload_root is not None else None
+        self.queue = queue
+        self.clf = classifier or load_classifier(cfg.model, device=cfg.device)
+        self.sliced = gpu.on_zero_gpu() if sliced is None else sliced
+        self._key = uuid.uuid4().hex
+        _CLASSIFIERS[self._key] = self.clf
+        self._queue_lock = threading.Lock()
+        self.scratch = Path(cfg.tmp_dir)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.sweep()
+
+    # ---------------------------------------------------------------------------------- settings
+
+    @property
+    def batch_size(self) -> int:
+        if self.cfg.batch_size:
+            return self.cfg.batch_size
+        return 128 if self.clf.device.type == "cuda" else 32
+
+    def params(self, threshold: float | None = None) -> DetectionParams:
+        """Scan parameters for a run; ``None`` uses the model's calibrated threshold."""
+        if threshold is not None:
+            threshold = float(threshold)
+            if not 0.0 <= threshold <= 1.0 or threshold != threshold:
+                raise ServiceError(f"threshold {threshold} is outside 0–1")
+        return DetectionParams(threshold=threshold, hop_s=self.cfg.hop_s, batch_size=self.batch_size,
+                               max_duration_s=self.cfg.max_duration_s)
+
+    def model_info(self) -> dict:
+        """What the API's ``/model_info`` returns: the model and the scan settings."""
+        c = self.clf
+        return {"model": c.name, "model_fingerprint": c.fingerprint, "positive_label": c.positive_label,
+                "threshold": round(c.threshold, 6), "sampling_rate": c.sampling_rate, "window_s": c.window_s,
+                "hop_s": self.cfg.hop_s, "device": str(c.device), "batch_size": self.batch_size,
+                "zero_gpu_slices": self.sliced, "max_hours": self.cfg.max_hours,
+                "max_upload_bytes": self.cfg.max_upload_bytes, "formats": list(DOWNLOAD_FORMATS)}
+
+    # ------------------------------------------------------------------------------------ files
+
+    def sweep(self, max_age_s: float | None = None) -> int:
+        """Remove scratch folders untouched for ``max_age_s`` (default: twice the session TTL)."""
+        limit = time.time() - (max_age_s if max_age_s is not None else 2 * self.cfg.session_ttl_s)
+        removed = 0
+        for d in self.scratch.glob("run-*"):
+            try:
+                if d.stat().st_mtime < limit:
+                    shutil.rmtree(d, ignore_errors=True)
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+    def owns(self, src: str | os.PathLike) -> bool:
+        """Whether ``src`` lies in the upload folder (always true without an ``upload_root``)."""
+        return self.upload_root is None or self.upload_root in Path(os.path.realpath(src)).parents
+
+    def _new_dir(self) -> Path:
+        d = self.scratch / f"run-{uuid.uuid4().hex}"
+        d.mkdir(parents=True)
+        return d
+
+    def open_upload(self, src: str | os.PathLike, display_name: str | None = None) -> Upload:
+        """Take ownership of an uploaded file: move it under a server-chosen name and probe it.
+
+        Args:
+            src: where the upload lies (gradio's cache); it is removed once linked or copied.
+            display_name: the uploaded file's original name (default: ``src``'s name).
+
+        Raises:
+            ServiceError: missing, unreadable, not audio or too long; the message names the upload.
+        """
+        src = Path(src)
+        name = _display_name(display_name, src.name)
+        if not self.owns(src):
+            raise ServiceError(f"{name}: not an uploaded file; send the recording itself (handle_file)")
+        if not src.is_file():
+            raise ServiceError(f"{name}: the upload is gone (was it removed?); please upload it again")
+        suffix = src.suffix.lower() if src.suffix.lower() in audio.AUDIO_SUFFIXES else ""
+        d = self._new_dir()
+        dst = d / f"recording{suffix}"
+        try:
+            try:
+                os.link(src, dst)
+            except OSError as err:
+                if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(src, dst)
+            src.unlink(missing_ok=True)
+            info = audio.probe(dst)
+            if info.duration_s > self.cfg.max_duration_s:
+                raise ServiceError(f"{name}: recording is {info.duration_s / 3600:.1f} h long; "
+                                   f"the limit is {self.cfg.max_hours:g} h")
+        except AudioError as err:
+            shutil.rmtree(d, ignore_errors=True)
+            raise ServiceError(f"{name}: {_scrub(err.reason, dst, name)}") from None
+        except OSError as err:
+            shutil.rmtree(d, ignore_errors=True)
+            raise ServiceError(f"{name}: could not be stored ({err.strerror or err})") from None
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        recorded = parse_recording_start(name)
+        return Upload(path=dst, display_name=name, info=info,
+                      recorded_at=recorded.isoformat() if recorded else None, source=str(src), dir=d)
+
+    # ------------------------------------------------------------------------------------- scans
+
+    def _as_shown(self, det: Detection, upload: Upload) -> Detection:
+        """The engine's result named after the upload (never the server path), wall-clock from its name."""
+        det = replace(det, file=upload.display_name)
+        if det.recorded_at != upload.recorded_at:
+            det = replace(det, recorded_at=upload.recorded_at).rethreshold(det.threshold)
+        return det
+
+    def scan(self, upload: Upload, threshold: float | None = None, progress: Progress | None = None,
+             every_s: float = 0.0) -> Iterator[Detection]:
+        """Scan a recording, yielding growing partial :class:`Detection` results, then the complete one.
+
+        Args:
+            upload: the recording.
+            threshold: decision threshold (``None``: the model's calibrated one).
+            progress: called as ``progress(fraction, description)``.
+            every_s: least time between two partial results (``0``: one per batch; ``math.inf``: none);
+                partial results that are not due are never built, so long files stay cheap.
+
+        Raises:
+            ServiceError: the recording fails to decode part-way, or the model fails.
+        """
+        params = self.params(threshold)
+        total = upload.info.duration_s
+        last = -math.inf
+
+        def report(done_s: float, total_s: float) -> None:
+            if progress is not None:
+                frac = min(1.0, done_s / total_s) if total_s else 1.0
+                progress(frac, f"Scanned {plots.fmt_hms(done_s)} of {plots.fmt_hms(total_s)}")
+
+        def due() -> bool:
+            nonlocal last
+            now = time.monotonic()
+            if math.isinf(every_s) or now - last < every_s:
+                return False
+            last = now
+            return True
+
+        try:
+            if self.sliced:
+                source = self._scan_sliced(upload, params, report, due)
+            else:
+                source = (det for det in iter_detect(upload.path, self.clf, params, progress=report,
+                                                     info=upload.info)
+                          if det.status != "running" or due())
+            for det in source:
+                yield self._as_shown(det, upload)
+        except AudioError as err:
+            raise ServiceError(f"{upload.display_name}: {_scrub(err.reason, upload.path, upload.display_name)}"
+                               ) from None
+        except ModelError as err:
+            raise ServiceError(f"{upload.display_name}: {_scrub(str(err), upload.path, upload.display_name)}"
+                               ) from None
+        report(total, total)
+
+    def _scan_sliced(self, upload: Upload, params: DetectionParams, report: Callable[[float, float], None],
+                     due: Callable[[], bool]) -> Iterator[Detection]:
+        """The engine's scan as a series of GPU calls over slices of the window grid."""
+        clf, info = self.clf, upload.info
+        sr, win = clf.sampling_rate, clf.window_samples
+        threshold = clf.threshold if params.threshold is None else float(params.threshold)
+        slice_s = gpu.slice_seconds(self.cfg.gpu_rtf, max_s=self.cfg.gpu_max_s, cap_s=self.cfg.gpu_slice_s)
+        plan = gpu.plan_slices(info.duration_s, slice_s, params.hop_s, clf.window_s)
+        starts: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        t0 = time.perf_counter()
+        reached = 0
+
+        def result(status: str) -> Detection:
+            st = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
+            sc = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+            total = reached if status == "complete" else max(reached, int(info.duration_s * sr))
+            det = Detection(
+                file=str(upload.path), duration_s=(reached if status == "complete" else total) / sr,
+                sample_rate=info.sample_rate, model=clf.name, threshold=threshold, window_s=clf.window_s,
+                hop_s=params.hop_s, gap_s=params.gap_s, min_duration_s=params.min_duration_s, recorded_at=None,
+                starts_s=st / sr, ends_s=np.minimum(st + win, max(total, 1)) / sr, scores=sc, events=[],
+                status=status, model_fingerprint=clf.fingerprint,
+                timings_s={"total": time.perf_counter() - t0, "slices": float(len(plan))})
+            return det.rethreshold(threshold)
+
+        for k0, k1 in plan:
+            audio_s = ((k1 if k1 is not None else info.duration_s / params.hop_s) - k0) * params.hop_s
+            for st, sc, reached in _scan_slice(self._key, str(upload.path), params, k0, k1, audio_s, info,
+                                               self.cfg.gpu_rtf, self.cfg.gpu_max_s):
+                starts.append(st)
+                scores.append(sc)
+                report(min(reached / sr, info.duration_s), info.duration_s)
+                if due():
+                    yield result("running")
+        yield result("complete")
+
+    # --------------------------------------------------------------------------------------- UI
+
+    def view(self, det: Detection | None, upload: Upload | None, *, done: bool, session: Session | None = None
+             ) -> View:
+        """The tab's picture of a (partial) detection."""
+        if det is None or upload is None:
+            return View(plots.timeline_figure(None), [], "", None, done)
+        sel = session.selected if session is not None else None
+        return View(
+            figure=plots.timeline_figure(det, selected=sel),
+            rows=plots.event_rows(det),
+            summary=summary_markdown(det, upload.display_name, done=done,
+                                     queued=session.queued if session else None,
+                                     queue_note=session.queue_note if session else ""),
+            downloads=(session.downloads or None) if (done and session is not None) else None,
+            done=done,
+        )
+
+    def run(self, session: Session | None, src: str | os.PathLike | None, threshold: float | None = None,
+            progress: Progress | None = None, display_name: str | None = None) -> Iterator[tuple[Session, View]]:
+        """The Detect tab's run: take the upload, scan it with a growing timeline, then export and queue.
+
+        Yields ``(session, view)`` at most every ``cfg.update_every_s`` while scanning, once when the scan is
+        complete (with downloads) and once more after the run's clips were added to the labelling queue.
+        The session passed in is closed (its recording deleted) unless the same upload is scanned again.
+
+        Raises:
+            ServiceError: no file, or a file that cannot be read; the previous session stays closed.
+        """
+        if not src:
+            raise ServiceError("Choose a recording first (WAV, FLAC, MP3, OGG or M4A).")
+        reuse = (session is not None and session.upload is not None and session.upload.path.exists()
+                 and session.upload.source == str(src) and not Path(src).exists())
+        if reuse:
+            upload = session.upload
+            session.upload = None
+        if session is not None:
+            session.close()
+        if not reuse:
+            upload = self.open_upload(src, display_name)
+        session = Session(upload=upload)
+        det = None
+        try:
+            for det in self.scan(upload, threshold, progress, every_s=self.cfg.update_every_s):
+                if det.status == "running":
+                    yield session, self.view(det, upload, done=False, session=session)
+        except ServiceError:
+            session.detection = None
+            raise
+        assert det is not None
+        session.detection = det
+        session.downloads = self._export(session)
+        yield session, self.view(det, upload, done=True, session=session)
+        session.queued, session.queue_note = self._add_to_queue(det, upload)
+        if session.queued is not None or session.queue_note:
+            yield session, self.view(det, upload, done=True, session=session)
+
+    def rethreshold(self, session: Session | None, threshold: float) -> tuple[Session | None, View]:
+        """New events and downloads for another threshold from the saved window scores (no model call)."""
+        if session is None or session.detection is None or session.upload is None:
+            return session, self.view(None, None, done=True)
+        threshold = self.params(threshold).threshold
+        if threshold is None or abs(threshold - session.detection.threshold) < 1e-9:
+            return session, self.view(session.detection, session.upload, done=True, session=session)
+        session.detection = session.detection.rethreshold(threshold)
+        session.selected = None
+        session.downloads = self._export(session)
+        return session, self.view(session.detection, session.upload, done=True, session=session)
+
+    def _export(self, session: Session) -> list[str]:
+        assert session.detection is not None and session.upload is not None
+        session._n_exports += 1
+        stem = session.upload.dir / f"results-{session._n_exports}" / safe_stem(session.upload.display_name)
+        write_detection(session.detection, stem, DOWNLOAD_FORMATS)
+        return [f"{stem}{SUFFIXES[name]}" for name in DOWNLOAD_FORMATS]
+
+    def _add_to_queue(self, det: Detection, upload: Upload) -> tuple[int | None, str]:
+        if self.queue is None:
+            return None, ""
+        try:
+            with self._queue_lock:
+                n = self.queue.add_detection(det, str(upload.path), n_uncertain=self.cfg.n_uncertain,
+                                             display_name=upload.display_name)
+            return int(n), ""
+        except Exception as err:  # the labelling queue must never spoil a detection
+            log.exception("adding %s to the labelling queue failed", upload.display_name)
+            return None, f"(Could not add clips to the labelling queue: {' '.join(str(err).split())[:200]})"
+
+    def event(self, session: Session | None, number: int | None) -> EventView:
+        """Cut event ``number`` (1-based) with ``cfg.context_s`` of context each side: a WAV and a spectrogram.
+
+        Raises:
+            ServiceError: no results yet, an unknown event, or the recording is no longer kept.
+        """
+        if session is None or session.detection is None or session.upload is None:
+            raise ServiceError("Run a detection first, then pick an event.")
+        det, up = session.detection, session.upload
+        try:
+            number = int(number)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ServiceError(f"no event {number!r}") from None
+        if not 1 <= number <= len(det.events):
+            raise ServiceError(f"there is no event {number} (events 1–{len(det.events)})")
+        if not up.path.exists():
+            raise ServiceError(f"{up.display_name}: the recording is no longer kept; run it again")
+        ev = det.events[number - 1]
+        ctx = self.cfg.context_s
+        start = max(0.0, ev.start_s - ctx)
+        end = min(up.info.duration_s, min(ev.end_s, ev.start_s + self.cfg.max_clip_s) + ctx)
+        sr = min(up.info.sample_rate, CLIP_MAX_SR)
+        try:
+            y = audio.load(up.path, sr, start_s=start, end_s=end, info=up.info, max_duration_s=None)
+        except AudioError as err:
+            raise ServiceError(f"{up.display_name}: {_scrub(err.reason, up.path, up.display_name)}") from None
+        peak = float(np.max(np.abs(y))) if len(y) else 0.0
+        gain = min(0.9 / peak, 10 ** (20 / 20)) if peak > 0 else 1.0  # quiet calls get up to +20 dB
+        out = up.dir / f"event-{uuid.uuid4().hex[:8]}"
+        out.mkdir()
+        wav = out / f"event_{number:03d}.wav"
+        sf.write(wav, (y * gain).astype(np.float32), sr, subtype="PCM_16")
+        title = (f"Event {number}: {plots.fmt_hms(ev.start_s, 1)}–{plots.fmt_hms(ev.end_s, 1)}, "
+                 f"score {ev.score:.2f}")
+        png = plots.spectrogram_png(y, sr, out / f"event_{number:03d}.png", offset_s=start,
+                                    event=(ev.start_s, min(ev.end_s, end)), title=title,
+                                    recorded_at=det.recorded_at)
+        session.selected = number
+        wc = plots.wall_clock(det.recorded_at, ev.start_s, with_date=True)
+        caption = (f"**Event {number}** · {plots.fmt_hms(ev.start_s, 1)} – {plots.fmt_hms(ev.end_s, 1)} "
+                   f"({ev.end_s - ev.start_s:.1f} s) · score {ev.score:.3f}" + (f" · {wc}" if wc else "")
+                   + f"  \nPlaying {plots.fmt_hms(start, 1)} – {plots.fmt_hms(end, 1)} "
+                     f"({ctx:g} s of context each side{', louder' if gain > 1.05 else ''}).")
+        return EventView(number, str(wav), str(png), caption, plots.timeline_figure(det, selected=number))
+
+    # -------------------------------------------------------------------------------------- API
+
+    def detect_json(self, src: str | os.PathLike, display_name: str | None = None,
+                    threshold: float | None = None, progress: Progress | None = None) -> dict:
+        """The ``/detect`` API: scan one upload and return the engine's JSON document.
+
+        The upload and every file made for it are removed before this returns. Each run also feeds the
+        labelling queue, as UI runs do.
+
+        Raises:
+            ServiceError: a bad file or threshold; the message names the file and the problem.
+        """
+        upload = None
+        try:
+            self.params(threshold)  # check the threshold before touching the file
+            upload = self.open_upload(src, display_name)
+            det = None
+            for det in self.scan(upload, threshold, progress, every_s=math.inf):
+                pass
+            assert det is not None
+            self._add_to_queue(det, upload)
+            return det.to_dict()
+        finally:
+            if upload is not None:
+                upload.close()
+            if self.owns(src):
+                Path(src).unlink(missing_ok=True)
