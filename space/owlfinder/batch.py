@@ -1,16 +1,19 @@
 """Batch detection over files and folders: resumable, one line per failure, a summary table.
 
-A file that fails is recorded and the run goes on. A file whose JSON already exists for the same model and
-window grid is skipped; if only the threshold, gap or minimum duration changed, its events are re-derived
+A file that fails is recorded and the run goes on. A file whose complete JSON already exists for the same model
+and window grid is skipped (a JSON that cannot be read, or one marked partial, is redone; temp files a killed
+run left behind are removed); if only the threshold, gap or minimum duration changed, its events are re-derived
 from the saved window scores without running the model again.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +110,21 @@ def output_stem(item: InputFile, out_dir: str | os.PathLike) -> Path:
     return stem
 
 
+def _remove_stale_temps(stem: Path) -> int:
+    """Remove the temp files a killed run left while writing this recording's results (``.<name>.<rand>.tmp``,
+    see :func:`owlfinder.exports.atomic_write_text`); they are never mistaken for results, but they pile up."""
+    removed = 0
+    if not stem.parent.is_dir():
+        return 0
+    names = {f"{stem.name}{suffix}" for suffix in SUFFIXES.values()}
+    for p in stem.parent.glob(f".{glob.escape(stem.name)}*.tmp"):
+        m = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}\.tmp", p.name)
+        if m and m.group(1) in names:
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def _load_previous(stem: Path) -> Detection | None:
     path = Path(f"{stem}{SUFFIXES['json']}")
     if not path.exists():
@@ -149,6 +167,7 @@ def detect_files(
     for item in inputs:
         stem = output_stem(item, out_dir)
         name = str(item.path)
+        _remove_stale_temps(stem)
         try:
             info = audio.probe(item.path)
             if on_file_start is not None:

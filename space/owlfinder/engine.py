@@ -2,12 +2,15 @@
 
 Decoding, resampling, windowing and feature extraction run in a producer thread, overlapped with the
 model in the caller's thread; both hold at most a few batches, so memory does not grow with the file.
+When the model waits for audio, the producer hands it raw windows and the model's thread extracts their
+features itself, so the work splits itself between the two threads whichever side is slower.
 :func:`iter_detect` yields a growing partial result after every batch (the Space draws its timeline from
-it); :func:`detect` returns the final one.
+it; its events are derived only when read); :func:`detect` returns the final one.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -16,12 +19,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import audio
 from .events import Event, merge_events
 from .model import OwlClassifier
 from .timestamps import offset_time, parse_recording_start
-from .windows import frame_stream
+from .windows import frame_batches
 
 __all__ = ["Detection", "DetectionParams", "detect", "iter_detect"]
 
@@ -40,6 +44,11 @@ class DetectionParams:
         batch_size: windows per model call.
         max_duration_s: recordings longer than this are refused (``None``: no limit).
         block_s: decode block in seconds of input audio.
+        num_threads: torch threads for the model on the CPU while a recording is scanned (``None``: one
+            fewer than the cores, leaving one to the decoding thread, or all of them while the model is
+            the bottleneck; see :class:`_ThreadPolicy`). The caller's setting is restored after each batch.
+        resample_quality: soxr quality for resampling to the model's rate (``"HQ"``; see
+            :func:`owlfinder.audio.stream`).
     """
 
     threshold: float | None = None
@@ -48,7 +57,9 @@ class DetectionParams:
     min_duration_s: float = 0.0
     batch_size: int = 32
     max_duration_s: float | None = None
-    block_s: float = 30.0
+    block_s: float = 5.0
+    num_threads: int | None = None
+    resample_quality: str = "HQ"
 
     def __post_init__(self) -> None:
         if self.hop_s <= 0:
@@ -59,11 +70,44 @@ class DetectionParams:
             raise ValueError("batch size must be at least 1")
         if self.gap_s < 0 or self.min_duration_s < 0:
             raise ValueError("gap and min-duration cannot be negative")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError("num_threads must be at least 1")
+
+
+class _Deferred:
+    """``fn(*args)``, computed when a :class:`_LazyField` is first read (picklable when ``fn`` is)."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable, *args):
+        self.fn, self.args = fn, args
+
+
+class _LazyField:
+    """A dataclass field that may be given a :class:`_Deferred`; it is resolved (once) on first read."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_lazy_{name}"
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            raise AttributeError(self.slot)  # no class-level default: the field stays required
+        val = obj.__dict__[self.slot]
+        if isinstance(val, _Deferred):
+            val = obj.__dict__[self.slot] = val.fn(*val.args)
+        return val
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
 
 
 @dataclass
 class Detection:
-    """The result of scanning one recording (complete, or partial while it runs or after a failure)."""
+    """The result of scanning one recording (complete, or partial while it runs or after a failure).
+
+    ``events`` of the partial results that :func:`iter_detect` yields while it runs are derived from the
+    windows only when first read, so a caller that only wants the final result pays nothing for them.
+    """
 
     file: str
     duration_s: float
@@ -78,7 +122,7 @@ class Detection:
     starts_s: np.ndarray
     ends_s: np.ndarray
     scores: np.ndarray
-    events: list[Event]
+    events: list[Event] = _LazyField()  # type: ignore[assignment]
     status: str = "complete"  # complete | running | partial (stopped by an error part-way)
     error: str | None = None
     model_fingerprint: str = ""
@@ -170,13 +214,91 @@ class _Stop(Exception):
     pass
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _ThreadPolicy:
+    """How many torch threads the model's thread uses on the CPU.
+
+    ``num_threads`` fixes it. Otherwise the model starts with one core fewer than the machine has, leaving
+    one to the decoding thread; when the model is the bottleneck (it has not waited for audio over the
+    last few batches, so the decoding thread is mostly idle) it takes every core, and gives one back as
+    soon as it waits again, or when other work keeps the machine busy. On two cores that is 1 thread for a
+    small model such as the starter (decoding is the bottleneck) and 2 for a SEW-D-size one on an idle
+    machine (measured 2x faster per batch than 1 thread there).
+    """
+
+    def __init__(self, fixed: int | None):
+        self.fixed = fixed
+        self.cores = _cores()
+        self.n = fixed if fixed is not None else max(1, self.cores - 1)
+        self._idle_batches = 0
+
+    def update(self, waited_s: float, model_s: float) -> None:
+        if self.fixed is not None or self.cores < 2:
+            return
+        if waited_s < 0.02 * model_s:
+            self._idle_batches += 1
+            if self._idle_batches >= 3 and self._cores_free():
+                self.n = self.cores
+        else:
+            self._idle_batches = 0
+            self.n = max(1, self.cores - 1)
+
+    def _cores_free(self) -> bool:
+        """Whether the machine is otherwise idle enough for one more busy thread (the 1-minute load average,
+        which counts this scan's own two threads, is below the core count). On a shared machine an extra
+        OpenMP thread that keeps being descheduled makes every forward pass wait for it: under a load of 8
+        on 2 cores a Whisper-size model ran 2.5x slower per batch with 2 threads than with 1."""
+        try:
+            return os.getloadavg()[0] < self.cores
+        except OSError:
+            return True
+
+
+class _Threads:
+    """Run torch with ``n`` intra-op threads in the calling thread, then put back what was there.
+
+    Torch's thread count is per OS thread here (OpenMP), so it is set around each call rather than once:
+    a generator may be resumed from different threads (Gradio does), and the caller's own setting must
+    survive between batches.
+    """
+
+    __slots__ = ("n", "prev")
+
+    def __init__(self, n: int | None):
+        self.n, self.prev = n, None
+
+    def __enter__(self) -> None:
+        if self.n is not None:
+            self.prev = torch.get_num_threads()
+            if self.prev != self.n:
+                torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.prev is not None and self.prev != self.n:
+            torch.set_num_threads(self.prev)
+
+
 def _produce(path: str, info: audio.AudioInfo, clf: OwlClassifier, params: DetectionParams,
-             out: queue.Queue, stop: threading.Event, timings: dict[str, float]) -> None:
-    """Producer thread: decode, resample, frame and feature-extract batches into ``out``."""
+             out: queue.Queue, stop: threading.Event, timings: dict[str, float],
+             threads: int | None) -> None:
+    """Producer thread: decode, resample, frame and feature-extract batches into ``out``.
+
+    When the queue is empty (the model's thread is waiting for work) a batch goes out as raw windows and
+    the model's thread extracts its features; otherwise the producer does it and stays ahead.
+    """
     sr = clf.sampling_rate
     win = clf.window_samples
     hop = max(1, int(round(params.hop_s * sr)))
     n_total = 0
+    clock = time.perf_counter
+    if threads is not None:
+        torch.set_num_threads(threads)  # this thread is ours: no need to put it back
 
     def put(item) -> None:
         while not stop.is_set():
@@ -189,47 +311,51 @@ def _produce(path: str, info: audio.AudioInfo, clf: OwlClassifier, params: Detec
 
     def counted(blocks):
         nonlocal n_total
-        it = iter(blocks)
-        while True:
-            t = time.perf_counter()
-            try:
-                block = next(it)
-            except StopIteration:
-                return
-            finally:
-                timings["decode"] += time.perf_counter() - t
+        for block in blocks:
             n_total += len(block)
             yield block
 
     try:
-        starts: list[int] = []
-        batch = np.empty((params.batch_size, win), dtype=np.float32)
-        for start, window in frame_stream(counted(audio.stream(path, sr, block_s=params.block_s, info=info)),
-                                          win, hop):
-            batch[len(starts)] = window
-            starts.append(start)
-            if len(starts) == params.batch_size:
-                t = time.perf_counter()
-                feats = clf.features(batch)
-                timings["features"] += time.perf_counter() - t
-                put((np.array(starts), n_total, feats))
-                starts = []
-        if starts:
-            t = time.perf_counter()
-            feats = clf.features(batch[: len(starts)])
-            timings["features"] += time.perf_counter() - t
-            put((np.array(starts), n_total, feats))
+        blocks = audio.stream(path, sr, block_s=params.block_s, info=info, quality=params.resample_quality,
+                              timings=timings)
+        for starts, batch in frame_batches(counted(blocks), win, hop, params.batch_size):
+            if out.empty():
+                put((starts, n_total, batch))  # the model's thread is idle: it extracts the features
+                continue
+            t = clock()
+            feats = clf.features(batch)
+            timings["features"] += clock() - t
+            put((starts, n_total, feats))
         put(("done", n_total, None))
     except _Stop:
         return
     except BaseException as err:  # handed to the consumer, which re-raises it
         try:
-            if starts and isinstance(err, audio.AudioError):
-                # Score the windows already cut before the damage, so a partial result keeps them.
-                put((np.array(starts), n_total, clf.features(batch[: len(starts)])))
             put(("error", n_total, err))
         except _Stop:
             return
+
+
+class _Grow:
+    """An append-only 1-D buffer whose prefix views stay valid after later appends."""
+
+    __slots__ = ("buf", "n")
+
+    def __init__(self, capacity: int, dtype):
+        self.buf = np.empty(max(16, capacity), dtype=dtype)
+        self.n = 0
+
+    def append(self, values: np.ndarray) -> None:
+        end = self.n + len(values)
+        if end > len(self.buf):  # a new buffer: views handed out earlier keep the old one
+            grown = np.empty(max(end, 2 * len(self.buf)), dtype=self.buf.dtype)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+        self.buf[self.n: end] = values
+        self.n = end
+
+    def view(self) -> np.ndarray:
+        return self.buf[: self.n]
 
 
 def iter_detect(
@@ -245,6 +371,12 @@ def iter_detect(
     The last item yielded is the final result (``status == "complete"``). A decoding failure part-way
     raises :class:`~owlfinder.audio.AudioError` after yielding the windows done so far with
     ``status == "partial"`` and the error set, so a caller can keep them.
+
+    Partial results share their window arrays with the scan (read-only views) and derive their events
+    only when ``events`` is read, so each costs next to nothing to yield.
+
+    ``timings_s`` holds the seconds spent in ``decode`` (with the downmix), ``resample``, ``features``,
+    ``model`` and the ``total``; the first three run in the producer thread, overlapped with the model.
 
     Args:
         path: the recording.
@@ -263,37 +395,44 @@ def iter_detect(
     recorded_at = recorded.isoformat() if recorded else None
     sr = clf.sampling_rate
     win = clf.window_samples
-    timings = {"decode": 0.0, "features": 0.0, "model": 0.0, "total": 0.0}
+    timings = {"decode": 0.0, "resample": 0.0, "features": 0.0, "model": 0.0, "total": 0.0}
     t_start = time.perf_counter()
-    starts: list[np.ndarray] = []
-    scores: list[np.ndarray] = []
+    capacity = int(info.duration_s / max(params.hop_s, 1e-3)) + 4
+    starts = _Grow(capacity, np.int64)
+    scores = _Grow(capacity, np.float32)
     n_total = 0
+    on_cpu = clf.device.type == "cpu"
+    policy = _ThreadPolicy(params.num_threads) if on_cpu else None
 
     def result(status: str, error: str | None = None) -> Detection:
-        st = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
-        sc = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+        st = starts.view()
+        sc = scores.view()
         total = max(n_total, int(st[-1]) + 1 if len(st) else 0)
         starts_s = st / sr
         ends_s = np.minimum(st + win, max(total, 1)) / sr
         duration = total / sr if status == "complete" else max(info.duration_s, total / sr)
         timings["total"] = time.perf_counter() - t_start
+        args = (starts_s, ends_s, sc, threshold, params.gap_s, params.min_duration_s, recorded_at)
         return Detection(
             file=path, duration_s=float(duration), sample_rate=info.sample_rate, model=clf.name,
             threshold=threshold, window_s=clf.window_s, hop_s=params.hop_s, gap_s=params.gap_s,
             min_duration_s=params.min_duration_s, recorded_at=recorded_at, starts_s=starts_s, ends_s=ends_s,
-            scores=sc, events=_events(starts_s, ends_s, sc, threshold, params.gap_s, params.min_duration_s,
-                                      recorded_at),
+            scores=sc, events=_events(*args) if status == "complete" else _Deferred(_events, *args),
             status=status, error=error, model_fingerprint=clf.fingerprint, timings_s=dict(timings),
         )
 
-    q: queue.Queue = queue.Queue(maxsize=3)
+    # Two batches in flight are enough to keep both threads busy; each more costs up to 10 MB of peak RSS.
+    q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    producer = threading.Thread(target=_produce, args=(path, info, clf, params, q, stop, timings),
+    producer = threading.Thread(target=_produce, args=(path, info, clf, params, q, stop, timings,
+                                                       1 if on_cpu else None),
                                 name="owl-decode", daemon=True)
     producer.start()
     try:
         while True:
+            t_wait = time.perf_counter()
             st, n_total, payload = q.get()
+            t_got = time.perf_counter()
             if isinstance(st, str):
                 if st == "done":
                     break
@@ -303,9 +442,18 @@ def iter_detect(
                 if isinstance(err, audio.AudioError):
                     raise err
                 raise audio.AudioError(path, msg) from err
-            t = time.perf_counter()
-            scores.append(clf.predict(payload))
-            timings["model"] += time.perf_counter() - t
+            with _Threads(policy.n if policy is not None else None):
+                if isinstance(payload, np.ndarray):  # raw windows: the producer was behind
+                    t = time.perf_counter()
+                    payload = clf.features(payload)
+                    timings["features"] += time.perf_counter() - t
+                t = time.perf_counter()
+                batch_scores = clf.predict(payload)
+                model_s = time.perf_counter() - t
+                timings["model"] += model_s
+            if policy is not None:
+                policy.update(t_got - t_wait, model_s)
+            scores.append(batch_scores)
             starts.append(st)
             if progress is not None:
                 progress(min(n_total / sr, info.duration_s), info.duration_s)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["fill_to_length", "frame_stream", "window_grid"]
+__all__ = ["fill_to_length", "frame_batches", "frame_stream", "window_grid"]
 
 
 def window_grid(n_samples: int, window: int, hop: int) -> np.ndarray:
@@ -51,6 +51,39 @@ def fill_to_length(y: np.ndarray, n: int) -> np.ndarray:
     return np.tile(period, reps)[:n]
 
 
+def _frames(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
+    """The core of :func:`frame_stream`: yields ``(start, view)`` where ``view`` is only valid until the
+    next item is asked for (the caller copies what it keeps)."""
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # sample index of buf[0] in the stream
+    next_start = 0
+    last_emitted: int | None = None
+    total = 0
+    for block in blocks:
+        if len(block) == 0:
+            continue
+        block = np.asarray(block, dtype=np.float32)
+        # Keep the last `window` samples too: the final window may end at the end of the stream.
+        keep_from = min(next_start, total - window) if total >= window else 0
+        drop = max(0, keep_from - buf_start)
+        buf = np.concatenate([buf[drop:], block])  # a copy: the caller may reuse its block
+        buf_start += drop
+        total += len(block)
+        while next_start + window <= total:
+            off = next_start - buf_start
+            yield next_start, buf[off: off + window]
+            last_emitted = next_start
+            next_start += hop
+    if total == 0:
+        return
+    if total < window:
+        yield 0, fill_to_length(buf, window)
+    elif last_emitted is None or last_emitted + window < total:
+        start = total - window
+        off = start - buf_start
+        yield start, buf[off: off + window]
+
+
 def frame_stream(
     blocks: Iterable[np.ndarray], window: int, hop: int
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -60,32 +93,38 @@ def frame_stream(
     the stream, which need not be known in advance (MP3 headers, for one, only estimate it). Each window
     is a fresh array the caller may keep.
     """
-    buf = np.zeros(0, dtype=np.float32)
-    buf_start = 0  # sample index of buf[0] in the stream
-    next_start = 0
-    last_emitted: int | None = None
-    total = 0
-    for block in blocks:
-        if len(block) == 0:
-            continue
-        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
-        total += len(block)
-        while next_start + window <= total:
-            off = next_start - buf_start
-            yield next_start, buf[off: off + window].copy()
-            last_emitted = next_start
-            next_start += hop
-        # Keep the last `window` samples too: the final window may end at the end of the stream.
-        keep_from = min(next_start, total - window) if total >= window else 0
-        drop = keep_from - buf_start
-        if drop > 0:
-            buf = buf[drop:]
-            buf_start = keep_from
-    if total == 0:
-        return
-    if total < window:
-        yield 0, fill_to_length(buf, window)
-    elif last_emitted is None or last_emitted + window < total:
-        start = total - window
-        off = start - buf_start
-        yield start, buf[off: off + window].copy()
+    for start, view in _frames(blocks, window, hop):
+        yield start, view.copy()
+
+
+def frame_batches(
+    blocks: Iterable[np.ndarray], window: int, hop: int, batch_size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """:func:`frame_stream` in batches: yields ``(starts, windows)`` with ``starts`` an int64 array of
+    at most ``batch_size`` start samples and ``windows`` a fresh float32 array ``[len(starts), window]``.
+
+    Each window is copied once, straight from the stream buffer into its batch. When the block stream
+    fails part-way (a truncated or corrupt file), the windows cut before the failure are yielded as a last,
+    short batch, then the error is raised, so a caller can still score them.
+    """
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    batch = np.empty((batch_size, window), dtype=np.float32)
+    starts = np.empty(batch_size, dtype=np.int64)
+    k = 0
+    try:
+        for start, view in _frames(blocks, window, hop):
+            batch[k] = view
+            starts[k] = start
+            k += 1
+            if k == batch_size:
+                yield starts, batch
+                batch = np.empty((batch_size, window), dtype=np.float32)
+                starts = np.empty(batch_size, dtype=np.int64)
+                k = 0
+    except Exception:
+        if k:
+            yield starts[:k].copy(), batch[:k].copy()
+        raise
+    if k:
+        yield starts[:k].copy(), batch[:k].copy()

@@ -23,7 +23,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from .config import AppConfig
-from .detect_service import DetectService, ServiceError
+from .detect_service import DetectService, ServiceError, public_error
 from .detect_tab import build_detect_tab
 
 __all__ = ["CSS", "build_app", "launch_kwargs", "main", "open_label_queue"]
@@ -96,8 +96,7 @@ def _add_api(service: DetectService) -> None:
             raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:
             log.exception("/detect failed")
-            raise gr.Error(f"Something went wrong ({type(err).__name__}: {' '.join(str(err).split())[:200]})",
-                           print_exception=False) from None
+            raise gr.Error(f"Something went wrong ({public_error(err)})", print_exception=False) from None
 
     def model_info() -> dict:
         """The model, its calibrated threshold and the scan settings."""
@@ -105,6 +104,45 @@ def _add_api(service: DetectService) -> None:
 
     gr.api(detect, api_name="detect", concurrency_id="scan", concurrency_limit=service.cfg.concurrency)
     gr.api(model_info, api_name="model_info", concurrency_limit=8)
+
+
+def _file_paths(value: Any, out: set[str], depth: int = 0) -> None:
+    """The ``path`` of every file object in a request's data (dicts and :class:`FileData`, nested)."""
+    if depth > 6:
+        return
+    if isinstance(value, FileData):
+        out.add(os.path.realpath(value.path))
+    elif isinstance(value, dict):
+        if isinstance(value.get("path"), str):
+            out.add(os.path.realpath(value["path"]))
+        for v in value.values():
+            if isinstance(v, (dict, list, tuple)):
+                _file_paths(v, out, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _file_paths(v, out, depth + 1)
+
+
+def upload_refs(demo: gr.Blocks) -> Any:
+    """``path -> n``: how many requests waiting in ``demo``'s queue name an uploaded file.
+
+    Gradio stores uploads by content, so identical uploads share one path; the service removes an original
+    upload only when no waiting request still needs it. Reads gradio's queue; when that fails (a gradio
+    version with other internals) the service keeps the file and gradio's cache expiry removes it.
+    """
+
+    def refs(path: str) -> int:
+        q = demo._queue
+        events = [e for eq in list(q.event_queue_per_concurrency_id.values()) for e in list(eq.queue)]
+        target = os.path.realpath(path)
+        n = 0
+        for e in events:
+            paths: set[str] = set()
+            _file_paths(getattr(getattr(e, "data", None), "data", None), paths)
+            n += target in paths
+        return n
+
+    return refs
 
 
 def build_app(cfg: AppConfig | None = None, queue: Any | None = None, *,
@@ -146,6 +184,7 @@ def build_app(cfg: AppConfig | None = None, queue: Any | None = None, *,
                 gr.Markdown(_API_HELP.format(where=where))
         _add_api(service)
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)
+    service.upload_refs = upload_refs(demo)
     demo.owl_service = service  # type: ignore[attr-defined]  # for tests and scripts
     return demo
 

@@ -20,6 +20,8 @@ ENV_VARS: dict[str, str] = {
     "OWL_DATA_DIR": "working data: the labelling queue and dataset (default ./owl_data)",
     "OWL_MAX_UPLOAD": "largest upload, e.g. 4gb or 500mb (default 4gb)",
     "OWL_MAX_HOURS": "longest recording accepted, in hours (default 24)",
+    "OWL_MAX_REQUEST_S": "longest a detection may run, in seconds, checked between batches; 0: no limit "
+                         "(default 0)",
     "OWL_DEVICE": "auto (CUDA when present), cpu or cuda (default auto)",
     "OWL_BATCH_SIZE": "windows per model call (default 32 on CPU, 128 on a GPU)",
     "OWL_HOP_S": "seconds between window starts (default 2.5)",
@@ -96,6 +98,8 @@ class AppConfig:
         data_dir: working data (the labelling queue and its dataset).
         max_upload_bytes: largest accepted upload.
         max_hours: longest accepted recording, in hours.
+        max_request_s: longest a detection may run (seconds of scanning, checked between batches); a run
+            past it stops with a clear error. ``0``: no limit.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: windows per model call; ``None`` picks by device.
         hop_s: seconds between window starts.
@@ -119,6 +123,7 @@ class AppConfig:
     data_dir: Path = Path("owl_data")
     max_upload_bytes: int = 4 * 10**9
     max_hours: float = 24.0
+    max_request_s: float = 0.0
     device: str = "auto"
     batch_size: int | None = None
     hop_s: float = 2.5
@@ -173,6 +178,7 @@ class AppConfig:
             data_dir=Path(_get(env, "OWL_DATA_DIR") or "owl_data").expanduser(),
             max_upload_bytes=upload,
             max_hours=_num(env, "OWL_MAX_HOURS", 24.0, low=0.001, high=240),
+            max_request_s=_num(env, "OWL_MAX_REQUEST_S", 0.0, low=0, high=7 * 86400),
             device=device,
             batch_size=batch or None,
             hop_s=_num(env, "OWL_HOP_S", 2.5, low=0.1, high=60),

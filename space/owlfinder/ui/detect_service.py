@@ -8,8 +8,19 @@ Files. An upload's file name is only ever *shown* (and read for the recording's 
 itself is hard-linked (or copied) into a fresh scratch folder under the server's own name ``recording`` plus
 a known audio suffix, and the original upload is removed at once. A browser session keeps its recording
 (for event playback and re-thresholding) until it starts another run, closes, or stays idle for
-``session_ttl_s``; an API call removes everything when it returns. Scratch folders left behind by a crash are
-swept when the service starts.
+``session_ttl_s``; an API call removes everything when it returns, after an error too. Scratch folders left
+behind by a crash are swept when the service starts (at once when the process that made them is gone).
+
+Gradio stores uploads by content (``<upload folder>/<sha256>/<name>``), so two requests that upload the same
+bytes under the same name share one path. The original upload is removed only while it is the file this
+request took (same inode) and no request waiting in the queue names it (``upload_refs``, wired to gradio's
+queue by :func:`owlfinder.ui.app.build_app`; the waiting one removes it after its turn). A taken upload also
+stays hard-linked under ``<scratch>/recent/`` for ``recent_s`` seconds, for a request with the same upload
+that reaches the queue just after the first one took it.
+
+Limits: ``max_upload_bytes`` (gradio refuses larger uploads; the service checks again), ``max_hours`` (from
+the header, before any decoding) and ``max_request_s`` (checked between batches while scanning). Messages
+never hold a server path: :func:`public_error` scrubs them.
 """
 
 from __future__ import annotations
@@ -49,7 +60,9 @@ __all__ = [
     "Session",
     "Upload",
     "View",
+    "public_error",
     "safe_stem",
+    "scrub_paths",
     "summary_markdown",
 ]
 
@@ -61,6 +74,10 @@ UPLOAD_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".m4a")
 DOWNLOAD_FORMATS = FORMATS
 #: Playback clips are written at most at this rate (Hz).
 CLIP_MAX_SR = 48_000
+#: This process incarnation, in scratch folder names (``run-<pid>-<token>-<id>``): a restarted Space that got
+#: the same PID still knows the folders of the process before it are orphans.
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]
+_RUN_RE = re.compile(r"^run-(\d+)-([0-9a-f]{12})-[0-9a-f]{32}$")
 
 Progress = Callable[[float, str], None]
 
@@ -94,6 +111,50 @@ def _scrub(reason: str, path: Path, display_name: str) -> str:
     return reason
 
 
+def scrub_paths(text: str) -> str:
+    """``text`` on one line, every absolute path in it cut down to its last component (no server folders)."""
+    return re.sub(r"(?<![\w.:/])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)", r"\1", " ".join(str(text).split()))
+
+
+def public_error(err: BaseException) -> str:
+    """One line for an unexpected error, safe to show anyone: its type and message, without server paths."""
+    text = scrub_paths(str(err))
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+
+
+def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of a file, or ``None`` when it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _orphaned(name: str) -> bool:
+    """Whether a scratch folder ``run-<pid>-<token>-<id>`` was made by a process that is gone."""
+    m = _RUN_RE.match(name)
+    if m is None:
+        return False  # an older name: left to the age rule
+    pid, token = int(m.group(1)), m.group(2)
+    if pid == os.getpid():
+        return token != _PROCESS_TOKEN  # an earlier process that had our PID (a restarted container)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
 def _display_name(name: str | None, fallback: str) -> str:
     text = " ".join(str(name or "").replace("\\", "/").split("/")[-1].split())
     return text[:200] or fallback
@@ -113,6 +174,7 @@ class Upload:
         recorded_at: ISO start parsed from ``display_name``, or ``None``.
         source: where the upload arrived, so a second run on the same upload reuses this one.
         dir: the scratch folder holding it (removed by :meth:`close`).
+        taken: ``(device, inode)`` of the original upload that was taken over.
     """
 
     path: Path
@@ -121,6 +183,7 @@ class Upload:
     recorded_at: str | None
     source: str
     dir: Path
+    taken: tuple[int, int] | None = None
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -230,6 +293,13 @@ class DetectService:
         upload_root: where uploads arrive (gradio's upload folder); a path outside it is refused, so no
             request can make the service take (and remove) any other file.
 
+    Attributes:
+        upload_refs: ``path -> n``: how many requests waiting in the queue name an uploaded file (set by
+            :func:`owlfinder.ui.app.build_app`; ``None``: none).
+        recent_s: seconds a taken upload stays findable after its original was removed (a hard link under
+            ``<scratch>/recent``): a request whose identical upload was taken by another one just before
+            its own turn still finds it.
+
     Raises:
         owlfinder.model.ModelError: the model cannot be loaded.
     """
@@ -240,6 +310,8 @@ class DetectService:
         self.cfg = cfg
         self.upload_root = Path(os.path.realpath(upload_root)) if upload_root is not None else None
         self.queue = queue
+        self.upload_refs: Callable[[str], int] | None = None
+        self.recent_s = 15.0
         self.clf = classifier or load_classifier(cfg.model, device=cfg.device)
         self.sliced = gpu.on_zero_gpu() if sliced is None else sliced
         self._key = uuid.uuid4().hex
@@ -278,12 +350,19 @@ class DetectService:
     # ------------------------------------------------------------------------------------ files
 
     def sweep(self, max_age_s: float | None = None) -> int:
-        """Remove scratch folders untouched for ``max_age_s`` (default: twice the session TTL)."""
+        """Remove scratch folders left by a process that is gone (a crash or a restart), and any untouched
+        for ``max_age_s`` (default: twice the session TTL)."""
         limit = time.time() - (max_age_s if max_age_s is not None else 2 * self.cfg.session_ttl_s)
         removed = 0
+        for d in (self.scratch / "recent").glob("*"):
+            try:
+                if d.stat().st_mtime < time.time() - 2 * self.recent_s:  # left by a stopped process
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                continue
         for d in self.scratch.glob("run-*"):
             try:
-                if d.stat().st_mtime < limit:
+                if _orphaned(d.name) or d.stat().st_mtime < limit:
                     shutil.rmtree(d, ignore_errors=True)
                     removed += 1
             except OSError:
@@ -295,9 +374,56 @@ class DetectService:
         return self.upload_root is None or self.upload_root in Path(os.path.realpath(src)).parents
 
     def _new_dir(self) -> Path:
-        d = self.scratch / f"run-{uuid.uuid4().hex}"
+        d = self.scratch / f"run-{os.getpid()}-{_PROCESS_TOKEN}-{uuid.uuid4().hex}"
         d.mkdir(parents=True)
         return d
+
+    def _recent(self, src: Path) -> Path | None:
+        """Where a taken upload stays findable for ``recent_s`` (``<scratch>/recent/<sha>/<name>``)."""
+        if self.upload_root is None or Path(os.path.realpath(src)).parent.parent != self.upload_root:
+            return None
+        return self.scratch / "recent" / src.parent.name / src.name
+
+    def _remember(self, src: Path, taken: tuple[int, int] | None) -> None:
+        """Hard-link a taken upload under :meth:`_recent` for ``recent_s`` seconds (no copy: same inode)."""
+        rec = self._recent(src)
+        if rec is None or taken is None or self.recent_s <= 0:
+            return
+        try:
+            rec.parent.mkdir(parents=True, exist_ok=True)
+            tmp = rec.parent / f".{uuid.uuid4().hex}"
+            os.link(src, tmp)
+            os.replace(tmp, rec)
+        except OSError:  # another file system, or gone already: no second chance for this one
+            return
+        timer = threading.Timer(self.recent_s, self._forget, args=(rec, _file_id(rec)))
+        timer.daemon = True
+        timer.start()
+
+    @staticmethod
+    def _forget(rec: Path, ident: tuple[int, int] | None) -> None:
+        if ident is not None and _file_id(rec) == ident:
+            rec.unlink(missing_ok=True)
+            try:
+                rec.parent.rmdir()
+            except OSError:
+                pass
+
+    def release_upload(self, src: str | os.PathLike, taken: tuple[int, int] | None) -> bool:
+        """Remove an original upload this request has taken: only while ``src`` is still the file ``taken``
+        (``(device, inode)``; an identical upload may have replaced it since) and no request waiting in the
+        queue names it (that one removes it when it is done). Returns whether it was removed."""
+        if taken is None or _file_id(src) != taken or not self.owns(src):
+            return False
+        try:
+            waiting = self.upload_refs(str(src)) if self.upload_refs is not None else 0
+        except Exception:  # the queue could not be read: keep the file (gradio's cache expiry removes it)
+            log.debug("upload_refs failed", exc_info=True)
+            return False
+        if waiting > 0:
+            return False
+        Path(src).unlink(missing_ok=True)
+        return True
 
     def open_upload(self, src: str | os.PathLike, display_name: str | None = None) -> Upload:
         """Take ownership of an uploaded file: move it under a server-chosen name and probe it.
@@ -313,19 +439,34 @@ class DetectService:
         name = _display_name(display_name, src.name)
         if not self.owns(src):
             raise ServiceError(f"{name}: not an uploaded file; send the recording itself (handle_file)")
+        origin = src
         if not src.is_file():
-            raise ServiceError(f"{name}: the upload is gone (was it removed?); please upload it again")
+            # An identical upload (same bytes, same name: same path) that another request took a moment ago.
+            origin = self._recent(src) or src
+            if not origin.is_file():
+                raise ServiceError(f"{name}: the upload is gone (was it removed?); please upload it again")
+        size = origin.stat().st_size
+        if size > self.cfg.max_upload_bytes:
+            if origin is src:
+                self.release_upload(src, _file_id(src))
+            raise ServiceError(f"{name}: the file is {_fmt_bytes(size)}; the upload limit is "
+                               f"{self.cfg.max_upload_text}")
         suffix = src.suffix.lower() if src.suffix.lower() in audio.AUDIO_SUFFIXES else ""
         d = self._new_dir()
         dst = d / f"recording{suffix}"
         try:
             try:
-                os.link(src, dst)
+                os.link(origin, dst)
             except OSError as err:
                 if err.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                     raise
-                shutil.copyfile(src, dst)
-            src.unlink(missing_ok=True)
+                shutil.copyfile(origin, dst)
+                taken = _file_id(origin)
+            else:
+                taken = _file_id(dst)
+            if origin is src:
+                self._remember(src, taken)
+                self.release_upload(src, taken)
             info = audio.probe(dst)
             if info.duration_s > self.cfg.max_duration_s:
                 raise ServiceError(f"{name}: recording is {info.duration_s / 3600:.1f} h long; "
@@ -335,13 +476,14 @@ class DetectService:
             raise ServiceError(f"{name}: {_scrub(err.reason, dst, name)}") from None
         except OSError as err:
             shutil.rmtree(d, ignore_errors=True)
-            raise ServiceError(f"{name}: could not be stored ({err.strerror or err})") from None
+            raise ServiceError(f"{name}: could not be stored ({err.strerror or type(err).__name__})") from None
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise
         recorded = parse_recording_start(name)
         return Upload(path=dst, display_name=name, info=info,
-                      recorded_at=recorded.isoformat() if recorded else None, source=str(src), dir=d)
+                      recorded_at=recorded.isoformat() if recorded else None, source=str(src), dir=d,
+                      taken=taken)
 
     # ------------------------------------------------------------------------------------- scans
 
@@ -364,11 +506,14 @@ class DetectService:
                 partial results that are not due are never built, so long files stay cheap.
 
         Raises:
-            ServiceError: the recording fails to decode part-way, or the model fails.
+            ServiceError: the recording fails to decode part-way, the model fails, or the scan runs past
+                ``cfg.max_request_s``.
         """
         params = self.params(threshold)
         total = upload.info.duration_s
         last = -math.inf
+        limit = self.cfg.max_request_s
+        deadline = time.monotonic() + limit if limit and limit > 0 else math.inf
 
         def report(done_s: float, total_s: float) -> None:
             if progress is not None:
@@ -383,12 +528,31 @@ class DetectService:
             last = now
             return True
 
+        def in_time(done_s: float) -> None:
+            """Called between batches: stop a scan that has run past the time limit."""
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{upload.display_name}: detection took longer than {limit:g} s (the limit per request; "
+                    f"{plots.fmt_hms(done_s)} of {plots.fmt_hms(total)} scanned), so it was stopped; try a "
+                    "shorter recording")
+
+        def timed(results: Iterator[Detection]) -> Iterator[Detection]:
+            try:
+                for det in results:
+                    if det.status != "complete":
+                        in_time(float(det.ends_s[-1]) if len(det.ends_s) else 0.0)
+                    yield det
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()  # stops the engine's decoding thread at once
+
         try:
             if self.sliced:
-                source = self._scan_sliced(upload, params, report, due)
+                source = self._scan_sliced(upload, params, report, due, in_time)
             else:
-                source = (det for det in iter_detect(upload.path, self.clf, params, progress=report,
-                                                     info=upload.info)
+                source = (det for det in timed(iter_detect(upload.path, self.clf, params, progress=report,
+                                                           info=upload.info))
                           if det.status != "running" or due())
             for det in source:
                 yield self._as_shown(det, upload)
@@ -401,7 +565,8 @@ class DetectService:
         report(total, total)
 
     def _scan_sliced(self, upload: Upload, params: DetectionParams, report: Callable[[float, float], None],
-                     due: Callable[[], bool]) -> Iterator[Detection]:
+                     due: Callable[[], bool], in_time: Callable[[float], None] = lambda done_s: None
+                     ) -> Iterator[Detection]:
         """The engine's scan as a series of GPU calls over slices of the window grid."""
         clf, info = self.clf, upload.info
         sr, win = clf.sampling_rate, clf.window_samples
@@ -433,6 +598,7 @@ class DetectService:
                 starts.append(st)
                 scores.append(sc)
                 report(min(reached / sr, info.duration_s), info.duration_s)
+                in_time(min(reached / sr, info.duration_s))
                 if due():
                     yield result("running")
         yield result("complete")
@@ -483,12 +649,12 @@ class DetectService:
             for det in self.scan(upload, threshold, progress, every_s=self.cfg.update_every_s):
                 if det.status == "running":
                     yield session, self.view(det, upload, done=False, session=session)
-        except ServiceError:
-            session.detection = None
+            assert det is not None
+            session.detection = det
+            session.downloads = self._export(session)
+        except BaseException:  # a failed or abandoned run keeps no files (the page never gets this session)
+            session.close()
             raise
-        assert det is not None
-        session.detection = det
-        session.downloads = self._export(session)
         yield session, self.view(det, upload, done=True, session=session)
         session.queued, session.queue_note = self._add_to_queue(det, upload)
         if session.queued is not None or session.queue_note:
@@ -523,7 +689,7 @@ class DetectService:
             return int(n), ""
         except Exception as err:  # the labelling queue must never spoil a detection
             log.exception("adding %s to the labelling queue failed", upload.display_name)
-            return None, f"(Could not add clips to the labelling queue: {' '.join(str(err).split())[:200]})"
+            return None, f"(Could not add clips to the labelling queue: {scrub_paths(str(err))[:200]})"
 
     def event(self, session: Session | None, number: int | None) -> EventView:
         """Cut event ``number`` (1-based) with ``cfg.context_s`` of context each side: a WAV and a spectrogram.
@@ -583,6 +749,7 @@ class DetectService:
             ServiceError: a bad file or threshold; the message names the file and the problem.
         """
         upload = None
+        arrived = _file_id(src) if self.owns(src) else None
         try:
             self.params(threshold)  # check the threshold before touching the file
             upload = self.open_upload(src, display_name)
@@ -595,5 +762,4 @@ class DetectService:
         finally:
             if upload is not None:
                 upload.close()
-            if self.owns(src):
-                Path(src).unlink(missing_ok=True)
+            self.release_upload(src, upload.taken if upload is not None else arrived)

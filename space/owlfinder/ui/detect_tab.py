@@ -17,7 +17,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from .detect_service import DOWNLOAD_FORMATS, UPLOAD_SUFFIXES, DetectService, ServiceError, Session
+from .detect_service import (
+    DOWNLOAD_FORMATS,
+    UPLOAD_SUFFIXES,
+    DetectService,
+    ServiceError,
+    Session,
+    public_error,
+)
 from .plots import EVENT_COLUMNS, timeline_figure
 
 __all__ = ["build_detect_tab", "user_errors"]
@@ -41,7 +48,7 @@ def user_errors(fn: Callable) -> Callable:
         if isinstance(err, ServiceError):
             return str(err)
         log.exception("callback %s failed", fn.__name__)
-        return f"Something went wrong ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        return f"Something went wrong ({public_error(err)})"
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
@@ -149,11 +156,15 @@ def build_detect_tab(service: DetectService) -> dict[str, gr.components.Componen
         return gr.Button(value="Find owls", interactive=True)
 
     outputs = [session, timeline, events, summary, *downloads, player, spectro, caption]
-    run.click(busy, None, run, queue=False, api_visibility="private").then(
+    scan = run.click(busy, None, run, queue=False, api_visibility="private").then(
         on_run, [upload, threshold, session], outputs, api_name="detect_ui", api_visibility="undocumented",
         concurrency_id="scan", concurrency_limit=cfg.concurrency, show_progress="full",
         show_progress_on=[progress_box],
-    ).then(idle, None, run, queue=False, api_visibility="private")
+    )
+    # The button comes back after a run that failed too (a bad file, the time limit, a full queue): gradio's
+    # page starts .then() listeners only when the run succeeded, so .failure() is wired as well.
+    scan.then(idle, None, run, queue=False, api_visibility="private")
+    scan.failure(idle, None, run, queue=False, api_visibility="private")
     # change (not release): dragging, typing, arrow keys and the reset button all re-derive the events;
     # always_last drops the values a drag passes through while one is being handled.
     threshold.change(on_threshold, [threshold, session], outputs, api_name="rethreshold",

@@ -34,6 +34,8 @@ from ..labelling import (
     hub_sync_from_env,
 )
 from ..schema import REASONS
+from ..store import redact
+from .detect_service import public_error, scrub_paths
 
 __all__ = ["ENV_VARS", "KEYS", "build_label_tab", "clip_markdown", "spectrogram_image"]
 
@@ -178,7 +180,8 @@ def clip_markdown(clip: Clip) -> str:
         parts.append(clip.kind)
     if clip.flag_start_s is not None:
         parts.append(f"flagged {fmt_hms(clip.flag_start_s, 1)}–{fmt_hms(clip.flag_end_s, 1)} (dashed)")
-    return " · ".join(parts) + f"  \n<small>clip `{clip.clip_id}` · {clip.model or 'no model'}</small>"
+    model = Path(clip.model).name if clip.model and clip.model.startswith(("/", "~", ".")) else clip.model
+    return " · ".join(parts) + f"  \n<small>clip `{clip.clip_id}` · {model or 'no model'}</small>"
 
 
 def counter_markdown(counts: dict[str, int]) -> str:
@@ -187,11 +190,14 @@ def counter_markdown(counts: dict[str, int]) -> str:
 
 
 def _sync_markdown(queue: LabelQueue) -> str:
+    """Where verdicts go, for the page: never a server path, never a token (errors are redacted and their
+    paths cut to file names)."""
     sync = queue.hub_sync
     if sync is None:
-        return f"Verdicts are saved in `{queue.store.location}`."
+        return "Verdicts are saved in this Space's local dataset (the `dataset` folder of its data folder)."
     if sync.last_error:
-        return f"Saved locally; Hub push to `{sync.repo_id}` will retry ({sync.last_error})."
+        reason = scrub_paths(redact(sync.last_error))[:200]
+        return f"Saved locally; Hub push to `{sync.repo_id}` will retry ({reason})."
     when = (datetime.fromtimestamp(sync.last_sync_at, timezone.utc).strftime("%H:%M UTC")
             if sync.last_sync_at else "not yet")
     return f"Saved locally and pushed to `{sync.repo_id}` every {sync.every_s:.0f} s (last push: {when})."
@@ -326,7 +332,7 @@ def build_label_tab(cfg: Any, queue: LabelQueue | None = None, *,
                     note = str(err) + "."
                 except Exception as err:  # the store could not be written: nothing was recorded, say so
                     logger.exception("saving a verdict failed")
-                    raise gr.Error(f"Not saved: {type(err).__name__}: {' '.join(str(err).split())[:200]}",
+                    raise gr.Error(f"Not saved: {public_error(err)}",
                                    print_exception=False) from None
             return present(queue.next(lessee(ident, request)), ident, note)
         return fn
@@ -407,7 +413,7 @@ def build_label_tab(cfg: Any, queue: LabelQueue | None = None, *,
             raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:  # the store could not be written: nothing was recorded
             logger.exception("/label failed")
-            raise gr.Error(f"not saved: {type(err).__name__}: {' '.join(str(err).split())[:200]}",
+            raise gr.Error(f"not saved: {public_error(err)}",
                            print_exception=False) from None
 
     def skip_api(clip_id: str, labeller: str = "", request: gr.Request = None,

