@@ -153,6 +153,8 @@ def _probe_pyav(path: Path) -> AudioInfo:
             st = container.streams.audio[0]
             sr = int(st.codec_context.sample_rate or st.rate or 0)
             ch = int(st.codec_context.channels or 0)
+            if sr == 0 or ch == 0:  # FFmpeg guessed a codec from the suffix but found no audio in it
+                raise AudioError(path, "no audio stream (not an audio file)")
             _check_header(path, sr, ch)
             if st.duration is not None and st.time_base is not None:
                 dur = float(st.duration * st.time_base)
