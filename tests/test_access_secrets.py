@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client.exceptions import AppError
-from test_label_api import SpaceProcess, free_port
 
 from conftest import REPO_ROOT, write_tone_file
+from test_label_api import SpaceProcess, free_port
 
 pytestmark = pytest.mark.slow
 
