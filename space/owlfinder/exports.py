@@ -10,10 +10,10 @@ import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from .durable import atomic_write_text
 from .engine import Detection
 
 __all__ = [
@@ -36,22 +36,6 @@ RAVEN_BAND_HZ = (250.0, 700.0)
 EVENT_FIELDS = ["start_s", "end_s", "score", "mean_score", "n_windows", "start_time"]
 RAVEN_FIELDS = ["Selection", "View", "Channel", "Begin File", "Begin Time (s)", "End Time (s)",
                 "Low Freq (Hz)", "High Freq (Hz)", "Score"]
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` durably: a temp file in the same folder, fsync, then rename over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def json_text(det: Detection) -> str:

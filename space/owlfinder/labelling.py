@@ -55,8 +55,9 @@ import soundfile as sf
 
 from . import audio as _audio
 from .clips import encode_flac, fit_to_length, source_name, spans_from_detection
+from .durable import atomic_write
 from .schema import CLIP_S, REASONS, SAMPLE_RATE, UNSURE, VERDICTS, clip_id, normalize_utc, utc_now
-from .store import DatasetStore, atomic_write, is_hub_id
+from .store import DatasetStore, is_hub_id
 from .timestamps import parse_recording_start
 
 if TYPE_CHECKING:

@@ -26,7 +26,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -45,6 +44,7 @@ from huggingface_hub import CommitOperationAdd, DatasetCard
 
 from . import audio as _audio
 from .clips import encode_flac
+from .durable import atomic_write
 from .schema import (
     FEATURES,
     LABELS,
@@ -371,38 +371,6 @@ def with_retries(fn: Callable[[], T], what: str, retries: int = 5, backoff_s: fl
 
 
 # ------------------------------------------------------------------------------------------------ local io
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # not supported on this platform / filesystem
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` through a hidden temp file in the same folder, fsync it and rename it into place.
-
-    Readers see the old file or the whole new one, never a part; a crash leaves at most a ``.tmp`` file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def _write_table(table: pa.Table, f: Any) -> None:
