@@ -41,7 +41,7 @@ from owlfinder.evaluation import (
     read_truth,
 )
 from owlfinder.model import ModelError, load_classifier
-from owlfinder.modelcard import replace_evaluation_block
+from owlfinder.modelcard import fmt_value, replace_evaluation_block
 from owlfinder.training_data import DataError, load_clip_sets
 
 
@@ -77,19 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _fmt(v, nd: int = 3) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.{nd}f}"
-    return str(v)
-
-
 def clip_report(ev, name: str) -> str:
     m = ev.metrics
     lines = [f"Clips: {name} at threshold {ev.threshold:.4f}",
-             f"  precision {_fmt(m['precision'])}  recall {_fmt(m['recall'])}  F1 {_fmt(m['f1'])}  "
-             f"F0.5 {_fmt(m['f0.5'])}  AP {_fmt(m['average_precision'])}",
+             f"  precision {fmt_value(m['precision'])}  recall {fmt_value(m['recall'])}  F1 {fmt_value(m['f1'])}  "
+             f"F0.5 {fmt_value(m['f0.5'])}  AP {fmt_value(m['average_precision'])}",
              f"  confusion: TP {m['tp']}  FP {m['fp']}  FN {m['fn']}  TN {m['tn']}  "
              f"({m['n_pos']} owl, {m['n_neg']} not owl)"]
     if ev.negatives_by_reason:
@@ -109,8 +101,8 @@ def recordings_report(res: dict, title: str) -> str:
             if not s:
                 continue
             lines.append(f"{name:<22}{r['threshold']:>10.6f}{part:>12}{s['hours']:>8.2f}{s['true_calls']:>7}"
-                         f"{s['found_calls']:>7}{_fmt(s['recall']):>8}{s['events']:>8}{_fmt(s['precision'], 2):>7}"
-                         f"{s['false_positives']:>5}{_fmt(s['fp_per_hour'], 2):>8}")
+                         f"{s['found_calls']:>7}{fmt_value(s['recall']):>8}{s['events']:>8}{fmt_value(s['precision'], 2):>7}"
+                         f"{s['false_positives']:>5}{fmt_value(s['fp_per_hour'], 2):>8}")
         neg = r.get("negatives")
         if neg:
             lines.append(f"    real negatives: {neg['false_positives']} FP in {neg['hours']:.2f} h; 95 % upper bound "
@@ -137,8 +129,8 @@ def card_markdown(results: dict) -> str:
                 s = r.get(part)
                 if s:
                     md.append(f"| {name} ({r['threshold']:.4f}) | {label} | {s['hours']:.2f} | {s['true_calls']} | "
-                              f"{_fmt(s['recall'])} | {s['events']} | {_fmt(s['precision'], 2)} | "
-                              f"{s['false_positives']} | {_fmt(s['fp_per_hour'], 2)} |")
+                              f"{fmt_value(s['recall'])} | {s['events']} | {fmt_value(s['precision'], 2)} | "
+                              f"{s['false_positives']} | {fmt_value(s['fp_per_hour'], 2)} |")
         neg = rec["thresholds"]["model"].get("negatives")
         if neg:
             md.append(f"\nAt the model's threshold the held-out real recordings ({neg['hours']:.2f} h) gave "
@@ -152,8 +144,8 @@ def card_markdown(results: dict) -> str:
                   + (" ..." if len(rec.get("recordings", [])) > 12 else ""))
     for name, c in (results.get("clips") or {}).items():
         m = c["metrics"]
-        md.append(f"\nClips `{name}` at threshold {c['threshold']:.4f}: precision {_fmt(m['precision'])}, recall "
-                  f"{_fmt(m['recall'])}, F0.5 {_fmt(m['f0.5'])}, AP {_fmt(m['average_precision'])} "
+        md.append(f"\nClips `{name}` at threshold {c['threshold']:.4f}: precision {fmt_value(m['precision'])}, recall "
+                  f"{fmt_value(m['recall'])}, F0.5 {fmt_value(m['f0.5'])}, AP {fmt_value(m['average_precision'])} "
                   f"({m['n_pos']} owl / {m['n_neg']} not-owl clips).")
     return "\n".join(md)
 

@@ -52,7 +52,8 @@ def credits_for_groups(groups: Sequence[str], names: Sequence[str] = ()) -> str 
     return SHARED_DATA_CREDITS if any(p in text for p in SHARED_DATA_PREFIXES) else None
 
 
-def _fmt(v, nd: int = 3) -> str:
+def fmt_value(v, nd: int = 3) -> str:
+    """A metric for a table: ``-`` for missing, floats to ``nd`` decimals."""
     if v is None:
         return "-"
     if isinstance(v, float):
@@ -62,7 +63,7 @@ def _fmt(v, nd: int = 3) -> str:
 
 def _table(rows: Sequence[Sequence], header: Sequence[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt_value(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -115,12 +116,12 @@ def render_model_card(
     split_rows = [(s, c.get("owl", 0), c.get("not_owl", 0), c.get("groups", "-")) for s, c in split_counts.items()]
     vm = validation_metrics
     val_rows = [
-        ("threshold", _fmt(thr, 6)),
-        ("precision", _fmt(vm.get("precision"))),
-        ("recall", _fmt(vm.get("recall"))),
-        ("F1", _fmt(vm.get("f1"))),
-        ("F0.5", _fmt(vm.get("f0.5"))),
-        ("average precision", _fmt(vm.get("average_precision"))),
+        ("threshold", fmt_value(thr, 6)),
+        ("precision", fmt_value(vm.get("precision"))),
+        ("recall", fmt_value(vm.get("recall"))),
+        ("F1", fmt_value(vm.get("f1"))),
+        ("F0.5", fmt_value(vm.get("f0.5"))),
+        ("average precision", fmt_value(vm.get("average_precision"))),
         ("clips (owl / not owl)", f"{vm.get('n_pos', '-')} / {vm.get('n_neg', '-')}"),
     ]
     train_rows = [(k, f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in training.items()]
@@ -159,7 +160,7 @@ python scripts/detect.py night.flac --model {repo} --out results/   # uses the c
 ```
 
 Labels: {", ".join(f"`{i}: {n}`" for i, n in enumerate(label_names))}. **Decision threshold: call a window owl
-when its owl probability is at least `{_fmt(thr, 6)}`** (stored as `owl_threshold` in `config.json`;
+when its owl probability is at least `{fmt_value(thr, 6)}`** (stored as `owl_threshold` in `config.json`;
 `owlfinder` uses it by default). {calibration.get("message", "")}.
 
 ## Intended use and limitations
@@ -193,7 +194,7 @@ Base: {base_model}.
 
 The checkpoint with the best validation F0.5 is kept; the threshold is then calibrated on the validation
 split: the lowest threshold whose precision reaches the target (`owl_target_precision`,
-{_fmt(calibration.get("target_precision"), 2)}), or, when that is unreachable, the one maximising F0.5.
+{fmt_value(calibration.get("target_precision"), 2)}), or, when that is unreachable, the one maximising F0.5.
 
 ## Validation (clip level, at the calibrated threshold)
 
