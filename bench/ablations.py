@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from owlfinder import audio
-    from owlfinder.engine import _Deferred, _events
-    from owlfinder.model import load_classifier
-    from owlfinder.windows import frame_batches, frame_stream
+    from owlfinder.detect.engine import _Deferred, _events
+    from owlfinder.detect.model import load_classifier
+    from owlfinder.detect.windows import frame_batches, frame_stream
 
     torch.set_num_threads(1)
     clf = load_classifier(args.model, device="cpu")

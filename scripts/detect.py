@@ -17,10 +17,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from owlfinder import batch
-from owlfinder.engine import DetectionParams
-from owlfinder.exports import FORMATS
-from owlfinder.model import ModelError, load_classifier
+from owlfinder.detect import batch
+from owlfinder.detect.engine import DetectionParams
+from owlfinder.detect.exports import FORMATS
+from owlfinder.detect.model import ModelError, load_classifier
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

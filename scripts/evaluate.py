@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from owlfinder import batch
 from owlfinder.audio import AudioError
-from owlfinder.engine import Detection, DetectionParams
-from owlfinder.evaluation import (
+from owlfinder.detect import batch
+from owlfinder.detect.engine import Detection, DetectionParams
+from owlfinder.detect.model import ModelError, load_classifier
+from owlfinder.evaluation.report import (
     DETECTORS,
     TruthError,
     evaluate_clips,
@@ -40,9 +41,8 @@ from owlfinder.evaluation import (
     plot_pr_curve,
     read_truth,
 )
-from owlfinder.model import ModelError, load_classifier
-from owlfinder.modelcard import fmt_value, replace_evaluation_block
-from owlfinder.training_data import DataError, load_clip_sets
+from owlfinder.train.clipsets import DataError, load_clip_sets
+from owlfinder.train.modelcard import fmt_value, replace_evaluation_block
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from owlfinder.store import DatasetStore, StoreError
+from owlfinder.data.store import DatasetStore, StoreError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -7,7 +7,7 @@
     python scripts/synth.py figure --backgrounds ../shared/data --reference ../shared/data/reference_spectrograms \\
                                    --out docs/synth_vs_reference.png
 
-A thin shell over :mod:`owlfinder.synth` and :mod:`owlfinder.nights`. Bad input (a missing folder, a folder
+A thin shell over :mod:`owlfinder.synth.calls` and :mod:`owlfinder.synth.nights`. Bad input (a missing folder, a folder
 without audio, a bad option) ends with one line on stderr and exit status 2.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from owlfinder.audio import AudioError
-from owlfinder.nights import a2o_filename, make_night
-from owlfinder.synth import BackgroundPool, SynthError, make_clips
+from owlfinder.synth.calls import BackgroundPool, SynthError, make_clips
+from owlfinder.synth.nights import a2o_filename, make_night
 
 PROG = "synth.py"
 REFERENCE_PICKS = ("pos_03.png", "pos_05.png", "pos_07.png", "pos_18.png")
@@ -114,7 +114,7 @@ def _figure(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
     from scipy import signal
 
-    from owlfinder.synth import mix_at_snr, render_owl_call, sample_owl_params
+    from owlfinder.synth.calls import mix_at_snr, render_owl_call, sample_owl_params
 
     refs = [args.reference / "powerful_owl" / name for name in REFERENCE_PICKS]
     refs = [p if p.is_file() else args.reference / p.name for p in refs]

@@ -34,12 +34,13 @@ import torch
 import transformers
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-from owlfinder.augment import Augmenter
-from owlfinder.calibration import DEFAULT_TARGET_PRECISION
-from owlfinder.metrics import make_compute_metrics
-from owlfinder.modelcard import credits_for_groups, render_model_card
-from owlfinder.schema import SAMPLE_RATE
-from owlfinder.training import (
+from owlfinder.data.schema import SAMPLE_RATE
+from owlfinder.evaluation.metrics import make_compute_metrics
+from owlfinder.train.augment import Augmenter
+from owlfinder.train.calibration import DEFAULT_TARGET_PRECISION
+from owlfinder.train.clipsets import DataError, load_clip_sets, train_validation_sets
+from owlfinder.train.modelcard import credits_for_groups, render_model_card
+from owlfinder.train.trainer import (
     NAMED_CONFIGS,
     AudioCollator,
     ClipDataset,
@@ -53,7 +54,6 @@ from owlfinder.training import (
     finalize,
     model_size,
 )
-from owlfinder.training_data import DataError, load_clip_sets, train_validation_sets
 
 logger = logging.getLogger("train")
 

@@ -9,8 +9,8 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-# On ZeroGPU `spaces` must be imported before torch initialises CUDA; owlfinder.gpu does that first.
-import owlfinder.gpu  # noqa: E402, F401, I001
+# On ZeroGPU `spaces` must be imported before torch initialises CUDA; owlfinder.ui.zerogpu does that first.
+import owlfinder.ui.zerogpu  # noqa: E402, F401, I001
 from owlfinder.ui.app import main  # noqa: E402
 
 if __name__ == "__main__":

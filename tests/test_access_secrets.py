@@ -153,7 +153,7 @@ def clips(app, tmp_path_factory):
 
 
 def test_labelling_endpoints_refuse_unauthenticated_calls(app, clips):
-    from owlfinder.store import DatasetStore
+    from owlfinder.data.store import DatasetStore
 
     anon = app["proc"].client()
     wrong = app["proc"].client(headers={"X-Owl-Label-Token": "not-the-key"})
@@ -313,8 +313,8 @@ def test_the_hub_token_never_appears_anywhere(app, clips, fake_hub):
 def test_the_label_tabs_status_line_shows_no_path_and_no_token(tmp_path, monkeypatch):
     """The status line under the Label tab (shown to every visitor): where verdicts go, and why a push
     failed, without the server's folders or the token."""
-    from owlfinder.hubsync import HubSyncError
-    from owlfinder.labelling import LabelQueue, hub_sync_from_env
+    from owlfinder.data.hubsync import HubSyncError
+    from owlfinder.labelling.queue import LabelQueue, hub_sync_from_env
     from owlfinder.ui.label_tab import _sync_markdown
 
     class LeakyApi:

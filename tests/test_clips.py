@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from owlfinder import schema
 from owlfinder.audio import AudioError
-from owlfinder.clips import (
+from owlfinder.data import schema
+from owlfinder.data.clips import (
     clips_from_file,
     cut_clips,
     encode_flac,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from owlfinder import exports
-from owlfinder.batch import read_summary
+from owlfinder.detect import exports
+from owlfinder.detect.batch import read_summary
 
 from conftest import REPO_ROOT, write_tone_file
 

@@ -8,8 +8,8 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from owlfinder import audio
-from owlfinder.engine import Detection, DetectionParams, detect, iter_detect
-from owlfinder.model import ModelError, find_positive_index, load_classifier
+from owlfinder.detect.engine import Detection, DetectionParams, detect, iter_detect
+from owlfinder.detect.model import ModelError, find_positive_index, load_classifier
 
 from conftest import write_tone_file
 from models import save_tiny

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from owlfinder.engine import Detection
-from owlfinder.evaluation import (
+from owlfinder.detect.engine import Detection
+from owlfinder.evaluation.report import (
     TruthError,
     count_events,
     evaluate_clips,
@@ -24,8 +24,8 @@ from owlfinder.evaluation import (
     summarize_counts,
     threshold_for_fp_rate,
 )
-from owlfinder.modelcard import EVAL_BEGIN, EVAL_END
-from owlfinder.training_data import ClipSet
+from owlfinder.train.clipsets import ClipSet
+from owlfinder.train.modelcard import EVAL_BEGIN, EVAL_END
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,8 +150,8 @@ def test_evaluate_clips_counts_fp_per_reason():
 
 
 def test_evaluate_cli_end_to_end(tmp_path):
-    from owlfinder.nights import make_night
-    from owlfinder.synth import make_clips
+    from owlfinder.synth.calls import make_clips
+    from owlfinder.synth.nights import make_night
 
     from models import save_tiny  # tests/ is on sys.path (pytest rootdir conftest)
 

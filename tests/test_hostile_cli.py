@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from owlfinder import audio
-from owlfinder.batch import read_summary
+from owlfinder.detect.batch import read_summary
 
 import hostile
 from conftest import REPO_ROOT

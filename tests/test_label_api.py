@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from owlfinder.labelling import LabelQueue
+from owlfinder.labelling.queue import LabelQueue
 
 from conftest import REPO_ROOT, write_tone_file
 

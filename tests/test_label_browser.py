@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_labelling import SOURCE, make_detection
 
-from owlfinder.labelling import LabelQueue
+from owlfinder.labelling.queue import LabelQueue
 
 from conftest import REPO_ROOT, write_tone_file
 from test_label_api import SpaceProcess

@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from owlfinder.access import AccessDenied, LabelGate, parse_labellers
-from owlfinder.engine import Detection
-from owlfinder.events import Event
-from owlfinder.hubsync import HubSync, HubSyncError
-from owlfinder.labelling import (
+from owlfinder.data.hubsync import HubSync, HubSyncError
+from owlfinder.data.schema import SAMPLE_RATE, clip_id
+from owlfinder.data.store import DatasetStore
+from owlfinder.detect.engine import Detection
+from owlfinder.detect.events import Event
+from owlfinder.labelling.access import AccessDenied, LabelGate, parse_labellers
+from owlfinder.labelling.queue import (
     UNDONE,
     AlreadyLabelled,
     ClipTaken,
@@ -34,8 +36,6 @@ from owlfinder.labelling import (
     clean_labeller,
     hub_sync_from_env,
 )
-from owlfinder.schema import SAMPLE_RATE, clip_id
-from owlfinder.store import DatasetStore
 
 from conftest import REPO_ROOT, write_tone_file
 

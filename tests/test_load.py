@@ -18,7 +18,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from owlfinder.store import DatasetStore
+from owlfinder.data.store import DatasetStore
 
 from conftest import write_tone_file
 from test_label_api import SpaceProcess

@@ -9,13 +9,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, fbeta_score, precision_score, recall_score
 
-from owlfinder.calibration import (
+from owlfinder.evaluation.metrics import (
+    binary_metrics,
+    fbeta,
+    make_compute_metrics,
+    pr_curve,
+    softmax_positive,
+)
+from owlfinder.train.calibration import (
     calibrate_threshold,
     read_calibration,
     threshold_sweep,
     write_calibration,
 )
-from owlfinder.metrics import binary_metrics, fbeta, make_compute_metrics, pr_curve, softmax_positive
 
 
 @pytest.fixture()

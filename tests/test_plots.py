@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from owlfinder import gpu
-from owlfinder.engine import Detection
+from owlfinder.detect.engine import Detection
 from owlfinder.ui import plots
+from owlfinder.ui import zerogpu as gpu
 from owlfinder.ui.config import AppConfig, ConfigError, parse_size
 from owlfinder.ui.detect_service import safe_stem, summary_markdown
 

@@ -23,9 +23,9 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from owlfinder.engine import DetectionParams, detect
-from owlfinder.model import BUNDLED_MODEL, load_classifier
-from owlfinder.nights import a2o_filename, make_night
+from owlfinder.detect.engine import DetectionParams, detect
+from owlfinder.detect.model import BUNDLED_MODEL, load_classifier
+from owlfinder.synth.nights import a2o_filename, make_night
 from owlfinder.ui.config import AppConfig
 from owlfinder.ui.detect_service import DetectService, ServiceError, Session
 
@@ -336,8 +336,8 @@ def test_long_recordings_are_refused(tmp_path, tiny_clf):
 
 
 def test_real_label_queue_gets_each_run(tmp_path, tiny_clf):
-    """The contract with owlfinder.labelling: a run's events and uncertain windows are queued at once."""
-    from owlfinder.labelling import LabelQueue
+    """The contract with owlfinder.labelling.queue: a run's events and uncertain windows are queued at once."""
+    from owlfinder.labelling.queue import LabelQueue
 
     queue = LabelQueue(tmp_path / "data")
     svc = _service(tmp_path, tiny_clf, queue=queue)

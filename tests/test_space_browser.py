@@ -34,7 +34,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory) -> Path:
-    from owlfinder.nights import a2o_filename, make_night
+    from owlfinder.synth.nights import a2o_filename, make_night
 
     path = tmp_path_factory.mktemp("night") / a2o_filename("20210603T200000+1000", "Site-1", 5)
     make_night(path, 180.0, sr=16000, channels=1, backgrounds=None, seed=5, calls_per_hour=60,
@@ -71,8 +71,8 @@ def app_url(tiny_model_dir, night, tmp_path_factory):
     """The Space on 127.0.0.1 with the starter model, or the tiny test model scoring band energy."""
     from gradio.utils import get_upload_folder
 
-    from owlfinder.engine import detect
-    from owlfinder.model import BUNDLED_MODEL, load_classifier
+    from owlfinder.detect.engine import detect
+    from owlfinder.detect.model import BUNDLED_MODEL, load_classifier
     from owlfinder.ui.app import build_app, launch_kwargs
     from owlfinder.ui.config import AppConfig
     from owlfinder.ui.detect_service import DetectService

@@ -13,8 +13,8 @@ import datasets
 import numpy as np
 import pytest
 
-from owlfinder.hubsync import HubSync, HubSyncError
-from owlfinder.store import DatasetStore, StoreError, is_hub_id, latest_indices
+from owlfinder.data.hubsync import HubSync, HubSyncError
+from owlfinder.data.store import DatasetStore, StoreError, is_hub_id, latest_indices
 
 SR = 16000
 TOKEN = "hf_FAKEtokenFAKEtokenFAKEtoken1234"
@@ -190,7 +190,7 @@ def test_rows_are_validated_with_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match="split"):
         store.append(rows(1), split="train-2")
     # 44.1 kHz stereo arrays and ready-made FLAC bytes are accepted; arrays are resampled to 16 kHz.
-    from owlfinder.clips import encode_flac
+    from owlfinder.data.clips import encode_flac
 
     stereo = np.stack([tone(5.0, sr=44100)] * 2, axis=1)
     store.append([{"audio": stereo, "sr": 44100, "verdict": "owl", "source": "s/a.wav"},
@@ -202,7 +202,7 @@ def test_rows_are_validated_with_one_line_errors(tmp_path):
 
 def test_reads_a_seed_style_shard_written_by_datasets(tmp_path):
     # The seed's layout: data/train-00000-of-00001.parquet with only audio, label, filename.
-    from owlfinder.clips import encode_flac
+    from owlfinder.data.clips import encode_flac
 
     seed = datasets.Features({"audio": datasets.Audio(sampling_rate=SR),
                               "label": datasets.ClassLabel(names=["owl", "not_owl"]),

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from owlfinder.nights import GroundTruth, a2o_filename, make_night, read_ground_truth, truth_paths
-from owlfinder.synth import (
+from owlfinder.synth.calls import (
     OWL_BAND,
     BackgroundPool,
     OwlCallParams,
@@ -31,6 +30,7 @@ from owlfinder.synth import (
     sample_bout,
     sample_owl_params,
 )
+from owlfinder.synth.nights import GroundTruth, a2o_filename, make_night, read_ground_truth, truth_paths
 
 SR = 16000
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "synth.py"

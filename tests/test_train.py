@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from owlfinder.augment import AugmentConfig, Augmenter
-from owlfinder.training import (
+from owlfinder.train.augment import AugmentConfig, Augmenter
+from owlfinder.train.clipsets import (
+    ClipSet,
+    DataError,
+    load_clip_sets,
+    split_by_group,
+    train_validation_sets,
+)
+from owlfinder.train.trainer import (
     AudioCollator,
     TimeBudgetCallback,
     TrainingError,
@@ -20,13 +27,6 @@ from owlfinder.training import (
     check_output_dir,
     class_weights,
     last_checkpoint,
-)
-from owlfinder.training_data import (
-    ClipSet,
-    DataError,
-    load_clip_sets,
-    split_by_group,
-    train_validation_sets,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def _script(name: str):
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory) -> Path:
-    from owlfinder.synth import make_clips
+    from owlfinder.synth.calls import make_clips
 
     root = tmp_path_factory.mktemp("clips")
     make_clips(root, 16, None, seed=7, owl_fraction=0.5, progress=False)
@@ -64,8 +64,8 @@ def trained(clip_folder, tmp_path_factory) -> Path:
 def test_few_step_training_gives_calibrated_loadable_model(trained, tmp_path):
     from transformers import pipeline
 
-    from owlfinder.engine import DetectionParams, detect
-    from owlfinder.model import load_classifier
+    from owlfinder.detect.engine import DetectionParams, detect
+    from owlfinder.detect.model import load_classifier
 
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md"):
         assert (trained / name).is_file(), name
@@ -138,7 +138,7 @@ def test_folder_data_split_has_no_shared_group(clip_folder):
 
 
 def test_store_data_drops_unsure_and_keeps_its_splits(tmp_path):
-    from owlfinder.store import DatasetStore
+    from owlfinder.data.store import DatasetStore
 
     rng = np.random.default_rng(0)
     store = DatasetStore.open(tmp_path / "ds")
@@ -241,7 +241,7 @@ def test_clipset_subset_and_concat():
 
 
 def test_bundled_starter_model_loads():
-    from owlfinder.model import BUNDLED_MODEL, load_classifier
+    from owlfinder.detect.model import BUNDLED_MODEL, load_classifier
 
     if not (BUNDLED_MODEL / "config.json").exists():
         pytest.skip("no bundled starter model")

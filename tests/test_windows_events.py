@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from owlfinder.events import merge_events
+from owlfinder.detect.events import merge_events
+from owlfinder.detect.windows import fill_to_length, frame_stream, window_grid
 from owlfinder.timestamps import offset_time, parse_recording_start
-from owlfinder.windows import fill_to_length, frame_stream, window_grid
 
 
 @pytest.mark.parametrize("n", [1, 79_999, 80_000, 80_001, 120_000, 123_457, 1_000_000])

@@ -1,15 +1,20 @@
 """Powerful Owl Finder: find Powerful Owl (Ninox strenua) calls in long field recordings.
 
-Layers, lowest first (no module imports from a layer above its own):
+The package is laid out by task; each subpackage's docstring is its map.
 
-- ``audio``: probing, streaming decode, downmix and resampling.
-- ``model``: loading any ``AutoModelForAudioClassification`` and scoring batches of windows.
-- ``windows``/``events``/``timestamps``: the window grid, merging scores into events, wall-clock times.
-- ``engine``: streams a recording through a model into a :class:`~owlfinder.engine.Detection`.
-- ``exports``: JSON, CSV, Raven selection tables and Audacity labels.
-- ``synth``, ``nights``: the call synthesizer and long synthetic nights with ground truth.
-- ``schema``, ``clips``, ``store``, ``hubsync``: dataset rows, clip building, the append-only dataset store.
-- ``ui``: the Gradio Space, a thin shell over the rest.
+- :mod:`owlfinder.detect`: load a classifier, stream a recording through it, merge windows into events, export.
+- :mod:`owlfinder.data`: the dataset schema, 5 s clips, the append-only dataset store and its Hub sync.
+- :mod:`owlfinder.labelling`: the labelling queue (leases, durable verdicts), its access gate and CLI.
+- :mod:`owlfinder.train`: clip sets, augmentation, the Trainer, threshold calibration and model cards.
+- :mod:`owlfinder.evaluation`: clip and event-level evaluation, metrics, the BirdNET adapter.
+- :mod:`owlfinder.synth`: synthetic Powerful Owl calls, confusers and long nights with ground truth.
+- :mod:`owlfinder.ui`: the Gradio Space, a thin shell over the rest (nothing below imports it).
+
+Shared by all tasks, at the root: :mod:`~owlfinder.audio` (probe, streaming decode, resample),
+:mod:`~owlfinder.timestamps` (wall-clock times from file names) and :mod:`~owlfinder.durable` (atomic writes).
+
+Layers, lowest first (no module imports from a layer above its own): root modules, ``data`` and
+``detect``, ``synth``, ``labelling`` / ``train`` / ``evaluation``, ``ui``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

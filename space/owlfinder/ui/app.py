@@ -22,9 +22,9 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
-from .config import AppConfig
-from .detect_service import DetectService, ServiceError, public_error
-from .detect_tab import build_detect_tab
+from owlfinder.ui.config import AppConfig
+from owlfinder.ui.detect_service import DetectService, ServiceError, public_error
+from owlfinder.ui.detect_tab import build_detect_tab
 
 __all__ = ["CSS", "build_app", "launch_kwargs", "main", "open_label_queue"]
 
@@ -60,7 +60,7 @@ def open_label_queue(cfg: AppConfig) -> Any | None:
     if not cfg.label_queue:
         return None
     try:
-        from ..labelling import LabelQueue
+        from owlfinder.labelling.queue import LabelQueue
     except ImportError as err:
         log.warning("labelling queue unavailable (%s); runs are not queued for labelling", err)
         return None
@@ -151,7 +151,7 @@ def build_app(cfg: AppConfig | None = None, queue: Any | None = None, *,
 
     Args:
         cfg: settings (default :meth:`AppConfig.from_env`).
-        queue: the labelling queue (:class:`owlfinder.labelling.LabelQueue`): each run adds its events and
+        queue: the labelling queue (:class:`owlfinder.labelling.queue.LabelQueue`): each run adds its events and
             most uncertain windows to it, and the Label tab is shown. ``None``: neither.
         service: a ready :class:`DetectService` (default: one for ``cfg`` and ``queue``, loading the model).
         label_tab: show the Label tab (default: when there is a queue).
@@ -173,7 +173,7 @@ def build_app(cfg: AppConfig | None = None, queue: Any | None = None, *,
                 build_detect_tab(service)
             if service.queue is not None and label_tab is not False:
                 try:
-                    from .label_tab import build_label_tab
+                    from owlfinder.ui.label_tab import build_label_tab
                 except ImportError as err:
                     log.warning("Label tab unavailable: %s", err)
                 else:

@@ -94,7 +94,7 @@ class AppConfig:
     """What the Space needs to know; :meth:`from_env` reads it from the environment.
 
     Attributes:
-        model: Hub id or local folder of the classifier; ``None`` for :func:`owlfinder.model.default_model`.
+        model: Hub id or local folder of the classifier; ``None`` for :func:`owlfinder.detect.model.default_model`.
         data_dir: working data (the labelling queue and its dataset).
         max_upload_bytes: largest accepted upload.
         max_hours: longest accepted recording, in hours.

@@ -42,14 +42,15 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from .. import audio, gpu
-from ..audio import AudioError, AudioInfo
-from ..engine import Detection, DetectionParams, iter_detect
-from ..exports import FORMATS, SUFFIXES, write_detection
-from ..model import ModelError, OwlClassifier, load_classifier
-from ..timestamps import parse_recording_start
-from . import plots
-from .config import AppConfig
+from owlfinder import audio
+from owlfinder.audio import AudioError, AudioInfo
+from owlfinder.detect.engine import Detection, DetectionParams, iter_detect
+from owlfinder.detect.exports import FORMATS, SUFFIXES, write_detection
+from owlfinder.detect.model import ModelError, OwlClassifier, load_classifier
+from owlfinder.timestamps import parse_recording_start
+from owlfinder.ui import plots
+from owlfinder.ui import zerogpu as gpu
+from owlfinder.ui.config import AppConfig
 
 __all__ = [
     "UPLOAD_SUFFIXES",
@@ -87,7 +88,7 @@ class ServiceError(Exception):
 
 
 class LabelQueueLike:  # pragma: no cover - documentation of the contract only
-    """What the service needs of :class:`owlfinder.labelling.LabelQueue`."""
+    """What the service needs of :class:`owlfinder.labelling.queue.LabelQueue`."""
 
     def add_detection(self, det: Detection, source_path: str, *, n_uncertain: int = 10,
                       display_name: str | None = None) -> int: ...
@@ -275,7 +276,7 @@ def _slice_duration(key: str, path: str, params: DetectionParams, k0: int, k1: i
 @gpu.gpu_task(duration=_slice_duration)
 def _scan_slice(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
                 info: AudioInfo, rtf: float, max_s: float) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """One GPU call: score the windows ``[k0, k1)`` of a recording (see :func:`owlfinder.gpu.scan_range`)."""
+    """One GPU call: score the windows ``[k0, k1)`` of a recording (see :func:`owlfinder.ui.zerogpu.scan_range`)."""
     yield from gpu.scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
 
 
@@ -287,7 +288,7 @@ class DetectService:
 
     Args:
         cfg: the settings.
-        queue: the labelling queue (:class:`owlfinder.labelling.LabelQueue`), or ``None``.
+        queue: the labelling queue (:class:`owlfinder.labelling.queue.LabelQueue`), or ``None``.
         classifier: an already loaded classifier (default: load ``cfg.model`` on ``cfg.device``).
         sliced: scan in GPU-sized slices (default: only on ZeroGPU).
         upload_root: where uploads arrive (gradio's upload folder); a path outside it is refused, so no
@@ -301,7 +302,7 @@ class DetectService:
             its own turn still finds it.
 
     Raises:
-        owlfinder.model.ModelError: the model cannot be loaded.
+        owlfinder.detect.model.ModelError: the model cannot be loaded.
     """
 
     def __init__(self, cfg: AppConfig, queue: LabelQueueLike | None = None, *,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from .detect_service import (
+from owlfinder.ui.detect_service import (
     DOWNLOAD_FORMATS,
     UPLOAD_SUFFIXES,
     DetectService,
@@ -25,7 +25,7 @@ from .detect_service import (
     Session,
     public_error,
 )
-from .plots import EVENT_COLUMNS, timeline_figure
+from owlfinder.ui.plots import EVENT_COLUMNS, timeline_figure
 
 __all__ = ["build_detect_tab", "user_errors"]
 

@@ -1,7 +1,7 @@
 """The Label tab: review flagged clips in the browser, one keystroke per verdict, and the labelling API.
 
 :func:`build_label_tab` is called by :func:`owlfinder.ui.app.build_app` inside ``with gr.Tab("Label")``. The
-callbacks only call :class:`owlfinder.labelling.LabelQueue` and :class:`owlfinder.access.LabelGate`; every
+callbacks only call :class:`owlfinder.labelling.queue.LabelQueue` and :class:`owlfinder.labelling.access.LabelGate`; every
 one of them checks the gate on the server, for the page and the API alike.
 
 Named API endpoints (``gradio_client``): ``queue``, ``next``, ``label``, ``skip``, ``undo``; see
@@ -23,8 +23,10 @@ import gradio as gr
 import numpy as np
 from gradio.context import Context
 
-from ..access import AccessDenied, Identity, LabelGate
-from ..labelling import (
+from owlfinder.data.schema import REASONS
+from owlfinder.data.store import redact
+from owlfinder.labelling.access import AccessDenied, Identity, LabelGate
+from owlfinder.labelling.queue import (
     AlreadyLabelled,
     Clip,
     LabelQueue,
@@ -33,9 +35,7 @@ from ..labelling import (
     clean_labeller,
     hub_sync_from_env,
 )
-from ..schema import REASONS
-from ..store import redact
-from .detect_service import public_error, scrub_paths
+from owlfinder.ui.detect_service import public_error, scrub_paths
 
 __all__ = ["ENV_VARS", "KEYS", "build_label_tab", "clip_markdown", "spectrogram_image"]
 
@@ -121,7 +121,7 @@ def spectrogram_image(queue: LabelQueue, clip: Clip) -> np.ndarray:
     flagged span marked) as an RGB array."""
     from PIL import Image
 
-    from .plots import spectrogram_png
+    from owlfinder.ui.plots import spectrogram_png
 
     sr, y = queue.raw_audio(clip.clip_id)
     flag = (clip.flag_start_s, clip.flag_end_s) if clip.flag_start_s is not None else None
@@ -168,7 +168,7 @@ class _PngCache:
 
 def clip_markdown(clip: Clip) -> str:
     """The facts shown above a clip: source, time in file (and wall clock), model score."""
-    from .plots import fmt_hms
+    from owlfinder.ui.plots import fmt_hms
 
     parts = [f"**{clip.source}**", f"{fmt_hms(clip.start_s, 1)}–{fmt_hms(clip.end_s, 1)} in file"]
     if clip.wall_clock:

@@ -16,8 +16,8 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from . import audio as _audio
-from .schema import CLIP_S, SAMPLE_RATE
+from owlfinder import audio as _audio
+from owlfinder.data.schema import CLIP_S, SAMPLE_RATE
 
 __all__ = [
     "MIN_CLIP_S",

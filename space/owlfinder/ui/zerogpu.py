@@ -2,7 +2,7 @@
 
 Three cases, picked at run time:
 
-- **a dedicated GPU** (CUDA present): :func:`owlfinder.model.load_classifier` with ``device="auto"`` puts the
+- **a dedicated GPU** (CUDA present): :func:`owlfinder.detect.model.load_classifier` with ``device="auto"`` puts the
   model on CUDA in fp16 and the engine scans the whole file in one go with large batches;
 - **ZeroGPU** (``SPACES_ZERO_GPU=true``): a GPU is attached only inside functions decorated with
   ``@spaces.GPU(duration=...)``, for at most the duration asked for. Long recordings are therefore scanned in
@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .audio import AudioInfo
-    from .engine import DetectionParams
-    from .model import OwlClassifier
+    from owlfinder.audio import AudioInfo
+    from owlfinder.detect.engine import DetectionParams
+    from owlfinder.detect.model import OwlClassifier
 
 __all__ = [
     "SPACES_AVAILABLE",
@@ -116,8 +116,8 @@ def scan_range(path: str, clf: OwlClassifier, params: DetectionParams, k0: int, 
         ``(start_samples, scores, n_samples)`` per batch: window starts in samples at the model's rate from
         the start of the file, owl scores, and the sample (from the start of the file) decoding reached.
     """
-    from . import audio
-    from .windows import frame_stream
+    from owlfinder import audio
+    from owlfinder.detect.windows import frame_stream
 
     sr = clf.sampling_rate
     win = clf.window_samples

@@ -129,7 +129,7 @@ def render_model_card(
     synthetic = (
         "\n**The owl calls this model learned from are synthetic.** No recording of a Powerful Owl was used: "
         "positives are double hoots rendered from published descriptions of the call (pitch, note lengths, "
-        "spacing, glides, echoes) by `owlfinder.synth` and mixed into real night-time backgrounds at a range "
+        "spacing, glides, echoes) by `owlfinder.synth.calls` and mixed into real night-time backgrounds at a range "
         "of signal-to-noise ratios. Every figure below about *finding* owls is measured on synthetic calls; "
         "figures about *false alarms* are measured on real recordings without owls.\n"
         if synthetic_positives else ""

@@ -5,7 +5,7 @@ target (default 0.95): the most owls found while keeping at most about 1 false a
 no threshold reaches the target it falls back to the threshold that maximises F0.5 and says so.
 
 :func:`write_calibration` stores the result in the model's config (``owl_threshold``, ``owl_window_s``,
-``owl_target_precision``, ``owl_calibration``), which :func:`owlfinder.model.load_classifier` reads, so
+``owl_target_precision``, ``owl_calibration``), which :func:`owlfinder.detect.model.load_classifier` reads, so
 detection uses the calibrated threshold by default.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import fbeta
+from owlfinder.evaluation.metrics import fbeta
 
 __all__ = [
     "DEFAULT_TARGET_PRECISION",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 DEFAULT_TARGET_PRECISION = 0.95
-#: Config keys (``owl_threshold``/``owl_window_s`` are the ones ``owlfinder.model`` reads).
+#: Config keys (``owl_threshold``/``owl_window_s`` are the ones ``owlfinder.detect.model`` reads).
 THRESHOLD_KEY = "owl_threshold"
 WINDOW_KEY = "owl_window_s"
 TARGET_KEY = "owl_target_precision"

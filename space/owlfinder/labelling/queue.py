@@ -4,7 +4,7 @@ Layout under the data folder (``$OWL_DATA_DIR``)::
 
     queue/queue.sqlite3        clips, leases, verdict log (SQLite in WAL mode, synchronous=FULL)
     queue/clips/<clip_id>.flac the raw 16 kHz mono clip, cut when the clip was queued
-    dataset/                   the local :class:`~owlfinder.store.DatasetStore` every verdict is appended to
+    dataset/                   the local :class:`~owlfinder.data.store.DatasetStore` every verdict is appended to
 
 Clips come from detection runs in the Space (:meth:`LabelQueue.add_detection`: every event, plus the windows
 scored nearest the threshold) and from ``scripts/chunk.py`` manifests (:meth:`LabelQueue.add_manifest`).
@@ -53,16 +53,25 @@ import numpy as np
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from . import audio as _audio
-from .clips import encode_flac, fit_to_length, source_name, spans_from_detection
-from .durable import atomic_write
-from .schema import CLIP_S, REASONS, SAMPLE_RATE, UNSURE, VERDICTS, clip_id, normalize_utc, utc_now
-from .store import DatasetStore, is_hub_id
-from .timestamps import parse_recording_start
+from owlfinder import audio as _audio
+from owlfinder.data.clips import encode_flac, fit_to_length, source_name, spans_from_detection
+from owlfinder.data.schema import (
+    CLIP_S,
+    REASONS,
+    SAMPLE_RATE,
+    UNSURE,
+    VERDICTS,
+    clip_id,
+    normalize_utc,
+    utc_now,
+)
+from owlfinder.data.store import DatasetStore, is_hub_id
+from owlfinder.durable import atomic_write
+from owlfinder.timestamps import parse_recording_start
 
 if TYPE_CHECKING:
-    from .engine import Detection
-    from .hubsync import HubSync
+    from owlfinder.data.hubsync import HubSync
+    from owlfinder.detect.engine import Detection
 
 __all__ = [
     "UNDONE",
@@ -173,7 +182,7 @@ class Clip:
     """A clip in the queue.
 
     Attributes:
-        clip_id: :func:`owlfinder.schema.clip_id` of ``(source, start_s, end_s)``.
+        clip_id: :func:`owlfinder.data.schema.clip_id` of ``(source, start_s, end_s)``.
         source: the recording's machine-independent name.
         start_s, end_s: the clip's place in the recording (seconds).
         score: the model's score for the clip (``None`` for plain chunks).
@@ -468,7 +477,7 @@ class LabelQueue:
 
         Every event becomes one 5 s clip centred on it (consecutive clips for long events), with the event's
         span marked; then the ``n_uncertain`` windows scored nearest the threshold become clips too (see
-        :func:`owlfinder.clips.spans_from_detection`). The audio is read from ``source_path`` right away, so
+        :func:`owlfinder.data.clips.spans_from_detection`). The audio is read from ``source_path`` right away, so
         the recording may be deleted once this returns.
 
         Args:
@@ -708,7 +717,7 @@ class LabelQueue:
             clip_id: a queued clip.
             verdict: ``owl``, ``not_owl`` or ``unsure``.
             labeller: who says so.
-            reason: optional, one of :data:`owlfinder.schema.REASONS` (why it is not an owl).
+            reason: optional, one of :data:`owlfinder.data.schema.REASONS` (why it is not an owl).
             lessee: who holds the lease, when not the labeller's name (the page leases per browser session).
 
         Repeating the same verdict for a clip this labeller already labelled returns the first
@@ -717,7 +726,7 @@ class LabelQueue:
         Raises:
             ValueError: a bad verdict or reason.
             UnknownClip, AlreadyLabelled, ClipTaken: see their docs.
-            owlfinder.store.StoreError, OSError: the store could not be written (nothing was recorded).
+            owlfinder.data.store.StoreError, OSError: the store could not be written (nothing was recorded).
         """
         verdict = str(verdict or "").strip().lower().replace("-", "_").replace(" ", "_")
         if verdict not in VERDICTS:
@@ -899,7 +908,7 @@ def hub_sync_from_env(queue: LabelQueue, env: Mapping[str, str] | None = None, a
                       start: bool = True) -> HubSync | None:
     """Start pushing the queue's local store to the Hub when ``$OWL_DATASET`` names a Hub dataset and
     ``$HF_TOKEN`` is set (every ``$OWL_SYNC_EVERY_S`` seconds, default 300). Returns the
-    :class:`~owlfinder.hubsync.HubSync` (also kept as ``queue.hub_sync``) or ``None``.
+    :class:`~owlfinder.data.hubsync.HubSync` (also kept as ``queue.hub_sync``) or ``None``.
 
     The token is handed to huggingface_hub only; it is never logged or shown.
     """
@@ -916,7 +925,7 @@ def hub_sync_from_env(queue: LabelQueue, env: Mapping[str, str] | None = None, a
         return None
     if not queue.store.is_local:
         return None
-    from .hubsync import HubSync
+    from owlfinder.data.hubsync import HubSync
 
     every = float(env.get("OWL_SYNC_EVERY_S") or 300)
     sync = HubSync(queue.store.local_dir, repo, api=api, token=token, every_s=every)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import soxr
 
-from .clips import fit_to_length
+from owlfinder.data.clips import fit_to_length
 
 __all__ = ["AugmentConfig", "Augmenter"]
 

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 #: The starter model shipped inside ``space/`` (trained with ``scripts/train.py``; see its model card).
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "powerful-owl-starter"
+BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "models" / "powerful-owl-starter"
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_WINDOW_S = 5.0
 

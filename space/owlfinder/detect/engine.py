@@ -1,4 +1,4 @@
-"""Detection engine: stream one recording through an :class:`~owlfinder.model.OwlClassifier` into events.
+"""Detection engine: stream one recording through an :class:`~owlfinder.detect.model.OwlClassifier` into events.
 
 Decoding, resampling, windowing and feature extraction run in a producer thread, overlapped with the
 model in the caller's thread; both hold at most a few batches, so memory does not grow with the file.
@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import audio
-from .events import Event, merge_events
-from .model import OwlClassifier
-from .timestamps import offset_time, parse_recording_start
-from .windows import frame_batches
+from owlfinder import audio
+from owlfinder.detect.events import Event, merge_events
+from owlfinder.detect.model import OwlClassifier
+from owlfinder.detect.windows import frame_batches
+from owlfinder.timestamps import offset_time, parse_recording_start
 
 __all__ = ["Detection", "DetectionParams", "detect", "iter_detect"]
 

@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
-from .audio import AudioError, is_audio_path, load, probe
+from owlfinder.audio import AudioError, is_audio_path, load, probe
 
 __all__ = [
     "CLIP_COLUMNS",

@@ -2,7 +2,7 @@
 
 Two sources are understood:
 
-- a **dataset store** (:class:`owlfinder.store.DatasetStore`: a local folder with ``data/*.parquet`` or a
+- a **dataset store** (:class:`owlfinder.data.store.DatasetStore`: a local folder with ``data/*.parquet`` or a
   Hub dataset id), whose rows carry ``label`` (``[owl, not_owl]``), ``group`` and ``reason``; rows with
   an unsure verdict are dropped. Its splits are used as they are when it has a ``validation`` split;
 - **labelled folders**: ``DIR/owl/`` and ``DIR/not_owl/`` (walked recursively, any audio format), every
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio as _audio
-from .clips import MIN_CLIP_S, clips_from_file, fit_to_length
-from .schema import CLIP_S, LABELS, SAMPLE_RATE
+from owlfinder import audio as _audio
+from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, fit_to_length
+from owlfinder.data.schema import CLIP_S, LABELS, SAMPLE_RATE
 
 __all__ = [
     "ClipSet",
@@ -191,7 +191,7 @@ def load_store(location: str | os.PathLike, *, splits: Sequence[str] | None = No
     from datasets import Audio
     from tqdm.auto import tqdm
 
-    from .store import DatasetStore, StoreError
+    from owlfinder.data.store import DatasetStore, StoreError
 
     try:
         store = DatasetStore.open(location, token=token)

@@ -77,7 +77,7 @@ def clip_id(source: str, start_s: float, end_s: float) -> str:
 
     Offsets are rounded to the millisecond first, so float noise (``4.999999`` vs ``5.0``) cannot split one
     clip into two ids. ``source`` should be machine-independent (a path relative to a data root, see
-    ``owlfinder.clips.source_name``), so the same clip gets the same id everywhere.
+    ``owlfinder.data.clips.source_name``), so the same clip gets the same id everywhere.
     """
     key = f"{source}\x00{round(float(start_s), 3):.3f}\x00{round(float(end_s), 3):.3f}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]

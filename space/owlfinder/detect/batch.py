@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import audio
-from .engine import DEFAULT_PARAMS, Detection, DetectionParams, iter_detect
-from .exports import FORMATS, SUFFIXES, atomic_write_text, write_detection
-from .model import OwlClassifier
+from owlfinder import audio
+from owlfinder.detect.engine import DEFAULT_PARAMS, Detection, DetectionParams, iter_detect
+from owlfinder.detect.exports import FORMATS, SUFFIXES, atomic_write_text, write_detection
+from owlfinder.detect.model import OwlClassifier
 
 __all__ = ["FileResult", "InputFile", "collect_inputs", "detect_files", "output_stem", "write_summary"]
 
@@ -112,7 +112,7 @@ def output_stem(item: InputFile, out_dir: str | os.PathLike) -> Path:
 
 def _remove_stale_temps(stem: Path) -> int:
     """Remove the temp files a killed run left while writing this recording's results (``.<name>.<rand>.tmp``,
-    see :func:`owlfinder.exports.atomic_write_text`); they are never mistaken for results, but they pile up."""
+    see :func:`owlfinder.detect.exports.atomic_write_text`); they are never mistaken for results, but they pile up."""
     removed = 0
     if not stem.parent.is_dir():
         return 0

@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .durable import atomic_write_text
-from .engine import Detection
+from owlfinder.detect.engine import Detection
+from owlfinder.durable import atomic_write_text
 
 __all__ = [
     "FORMATS",

@@ -4,14 +4,14 @@
 
 1. :func:`check_output_dir` refuses to reuse a stale, non-empty output folder (``--resume`` continues from
    its last checkpoint on purpose; ``--overwrite_output_dir`` starts afresh);
-2. :func:`owlfinder.training_data.load_clip_sets` / :func:`~owlfinder.training_data.train_validation_sets`
+2. :func:`owlfinder.train.clipsets.load_clip_sets` / :func:`~owlfinder.train.clipsets.train_validation_sets`
    load clips and split them by group;
 3. :func:`build_model` makes the model and feature extractor: a Hub id or local folder to fine-tune, or a
    named small architecture (:data:`NAMED_CONFIGS`) or config JSON to train from scratch, offline;
-4. :class:`ClipDataset` (on-the-fly augmentation, :mod:`owlfinder.augment`) and :class:`AudioCollator`
+4. :class:`ClipDataset` (on-the-fly augmentation, :mod:`owlfinder.train.augment`) and :class:`AudioCollator`
    (batched feature extraction) feed :class:`OwlTrainer`, a :class:`~transformers.Trainer` with a
    class-weighted loss or a balanced sampler, and :class:`TimeBudgetCallback` for time-boxed runs;
-5. :func:`finalize` calibrates the threshold on validation (:mod:`owlfinder.calibration`), writes it into
+5. :func:`finalize` calibrates the threshold on validation (:mod:`owlfinder.train.calibration`), writes it into
    the saved ``config.json`` with the validation metrics, and writes the model card.
 """
 
@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .audio import resample
-from .augment import AugmentConfig, Augmenter
-from .calibration import Calibration, calibrate_threshold, calibration_config
-from .metrics import binary_metrics
-from .schema import LABELS, SAMPLE_RATE
-from .training_data import ClipSet
+from owlfinder.audio import resample
+from owlfinder.data.schema import LABELS, SAMPLE_RATE
+from owlfinder.evaluation.metrics import binary_metrics
+from owlfinder.train.augment import AugmentConfig, Augmenter
+from owlfinder.train.calibration import Calibration, calibrate_threshold, calibration_config
+from owlfinder.train.clipsets import ClipSet
 
 __all__ = [
     "CHECKPOINT_PREFIX",
@@ -290,9 +290,9 @@ def build_model(
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """A :class:`~owlfinder.training_data.ClipSet` as ``{"audio": float32, "label": int}`` items.
+    """A :class:`~owlfinder.train.clipsets.ClipSet` as ``{"audio": float32, "label": int}`` items.
 
-    With an :class:`~owlfinder.augment.Augmenter` every access draws a fresh augmentation (training); without
+    With an :class:`~owlfinder.train.augment.Augmenter` every access draws a fresh augmentation (training); without
     one items are the clips as stored (evaluation). Worker processes reseed the augmenter so that they do
     not repeat each other.
     """

@@ -42,10 +42,9 @@ from datasets.table import InMemoryTable
 from filelock import FileLock
 from huggingface_hub import CommitOperationAdd, DatasetCard
 
-from . import audio as _audio
-from .clips import encode_flac
-from .durable import atomic_write
-from .schema import (
+from owlfinder import audio as _audio
+from owlfinder.data.clips import encode_flac
+from owlfinder.data.schema import (
     FEATURES,
     LABELS,
     NO_LABEL,
@@ -56,6 +55,7 @@ from .schema import (
     normalize_utc,
     utc_now,
 )
+from owlfinder.durable import atomic_write
 
 __all__ = ["CARD_PATH", "DEFAULT_LICENSE", "DatasetStore", "StoreError", "is_hub_id", "redact"]
 
@@ -84,7 +84,7 @@ a `reason` for negatives, and the `verdict` (`owl`, `not_owl` or `unsure`).
 
 - Rows with `verdict == "unsure"` have `label == -1`: drop them before training.
 - The store is append-only: a clip relabelled later appears again with a later `labelled_at`;
-  keep the latest row per `clip_id` (`owlfinder.store.DatasetStore.load` does).
+  keep the latest row per `clip_id` (`owlfinder.data.store.DatasetStore.load` does).
 - Split train/validation/test by `group` (recording or site), never by clip.
 """
 

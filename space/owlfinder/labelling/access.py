@@ -168,7 +168,7 @@ class LabelGate:
         Raises:
             AccessDenied: one line saying what is missing.
         """
-        from .labelling import clean_labeller
+        from owlfinder.labelling.queue import clean_labeller
 
         username = str(profile.get("preferred_username") or "") if profile else ""
         if not self.gated:

@@ -17,7 +17,7 @@ positive. Results are given at the model's calibrated threshold and at the lowes
 false-positive rate at or below a target (:func:`threshold_for_fp_rate`).
 
 Other detectors (BirdNET, ...) plug in through :func:`register_detector`: anything that turns a path into a
-:class:`~owlfinder.engine.Detection` (window scores) is evaluated the same way.
+:class:`~owlfinder.detect.engine.Detection` (window scores) is evaluated the same way.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .engine import Detection
-from .events import merge_events
-from .metrics import PRCurve, binary_metrics, pr_curve
+from owlfinder.detect.engine import Detection
+from owlfinder.detect.events import merge_events
+from owlfinder.evaluation.metrics import PRCurve, binary_metrics, pr_curve
 
 __all__ = [
     "DETECTORS",
@@ -76,7 +76,7 @@ class ClipEvaluation:
 
     Attributes:
         threshold: where a clip is called owl (``score >= threshold``).
-        metrics: :func:`owlfinder.metrics.binary_metrics` output (precision, recall, F1, F0.5, AP, counts).
+        metrics: :func:`owlfinder.evaluation.metrics.binary_metrics` output (precision, recall, F1, F0.5, AP, counts).
         curve: the precision-recall curve (``None`` without owl clips).
         fp_by_reason: false positives per rejection reason of the not-owl clips.
         negatives_by_reason: not-owl clips per reason (to turn counts into rates).
@@ -104,10 +104,10 @@ class ClipEvaluation:
 
 
 def score_clips(clf, clips, *, batch_size: int = 32, progress: bool = True) -> np.ndarray:
-    """Owl score of every clip of a :class:`~owlfinder.training_data.ClipSet` with an ``OwlClassifier``."""
+    """Owl score of every clip of a :class:`~owlfinder.train.clipsets.ClipSet` with an ``OwlClassifier``."""
     from tqdm.auto import tqdm
 
-    from .audio import resample
+    from owlfinder.audio import resample
 
     out = []
     n = clf.window_samples
@@ -120,7 +120,7 @@ def score_clips(clf, clips, *, batch_size: int = 32, progress: bool = True) -> n
 
 
 def _fit(y: np.ndarray, n: int) -> np.ndarray:
-    from .clips import fit_to_length
+    from owlfinder.data.clips import fit_to_length
 
     return fit_to_length(y, n) if len(y) != n else y
 
@@ -470,7 +470,7 @@ def register_detector(name: str, factory: Callable[[dict], Callable[[str], Detec
     """Make another detector available to ``scripts/evaluate.py --compare NAME``.
 
     ``factory(options)`` returns a function turning a recording's path into a
-    :class:`~owlfinder.engine.Detection` (window starts, ends and owl scores, plus its own threshold).
+    :class:`~owlfinder.detect.engine.Detection` (window starts, ends and owl scores, plus its own threshold).
     """
     DETECTORS[name] = factory
 

@@ -9,7 +9,7 @@ in one commit, the local shards whose names are not there. Shards are immutable 
 - nothing is ever uploaded twice, and nothing written locally is ever lost.
 
 The token comes from the argument or ``$HF_TOKEN`` (huggingface_hub reads it) and never reaches a log
-message: everything logged goes through :func:`owlfinder.store.redact`.
+message: everything logged goes through :func:`owlfinder.data.store.redact`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .store import DatasetStore, StoreError, push_missing, redact
+from owlfinder.data.store import DatasetStore, StoreError, push_missing, redact
 
 __all__ = ["HubSync", "HubSyncError"]
 

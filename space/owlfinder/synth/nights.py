@@ -1,6 +1,6 @@
 """Synthetic nights: long recordings with Powerful Owl calls and confusers at known times, plus ground truth.
 
-:func:`make_night` lays synthetic calls (see :mod:`owlfinder.synth`) on real background audio and writes
+:func:`make_night` lays synthetic calls (see :mod:`owlfinder.synth.calls`) on real background audio and writes
 the result block by block with :class:`soundfile.SoundFile`, so memory stays at a few blocks whether the
 night lasts two hours or twenty-four. Beside the audio it writes the ground truth twice: ``<stem>.truth.json``
 and a Raven selection table ``<stem>.truth.raven.txt``; :func:`read_ground_truth` reads either back.
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from .synth import (
+from owlfinder.synth.calls import (
     BackgroundPool,
     BackgroundStream,
     OwlCallParams,
@@ -80,7 +80,7 @@ class GroundTruth:
         seed: the seed it was made from.
         events: one dict per call, sorted by time: ``start_s``, ``end_s`` (s), ``kind`` (``"owl"``,
             ``"boobook"``, ``"barking_owl"``), ``sex`` (``None`` for confusers), ``f0_hz`` (held pitch of
-            the first note), ``snr_db`` (band SNR, see :func:`owlfinder.synth.snr_band`), ``low_hz``/
+            the first note), ``snr_db`` (band SNR, see :func:`owlfinder.synth.calls.snr_band`), ``low_hz``/
             ``high_hz`` (the fundamental's range) and ``bout`` (calls of one bird share it).
     """
 
@@ -294,7 +294,7 @@ def make_night(
     """Write a synthetic night with owl calls and confusers at known times, and its ground truth.
 
     The background is real audio from ``backgrounds`` (random stretches crossfaded one into the next, see
-    :class:`~owlfinder.synth.BackgroundPool`) over a faint pink-noise floor; ``None`` gives pink noise only.
+    :class:`~owlfinder.synth.calls.BackgroundPool`) over a faint pink-noise floor; ``None`` gives pink noise only.
     Powerful Owl calls come in bouts (one to three double hoots, seconds apart); Boobook and Barking Owl
     calls come in short series. Each call is mixed at a band SNR drawn per bout from ``snr_db_range``
     (dB, measured on channel 1 over the call's span). Channels share the background and the calls, with

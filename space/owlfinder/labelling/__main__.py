@@ -1,0 +1,7 @@
+"""``python -m owlfinder.labelling ingest MANIFEST...`` / ``status``."""
+
+import sys
+
+from owlfinder.labelling.queue import main
+
+sys.exit(main())
