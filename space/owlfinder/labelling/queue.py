@@ -10,6 +10,11 @@ Clips come from detection runs in the Space (:meth:`LabelQueue.add_detection`: e
 scored nearest the threshold) and from ``scripts/chunk.py`` manifests (:meth:`LabelQueue.add_manifest`).
 Their audio is copied into the queue at once, so a deleted upload does not matter.
 
+Clip ids come from the clip's audio and span (:func:`owlfinder.data.schema.clip_id`), never from the
+recording's name, so two recorders' ``20240101_203000.WAV`` both reach the queue in full. Queues and stores
+written before that hold 16-hex-digit name-based ids; those stay valid (their clips are labelled under them),
+and a new clip whose name-based id matches one is taken for that clip only when its audio is the same.
+
 Durability and exactly-once, in the order a verdict is written:
 
 1. one SQLite transaction logs the verdict as ``writing`` (with its ``labelled_at``, unique per clip) and
@@ -61,7 +66,10 @@ from owlfinder.data.schema import (
     SAMPLE_RATE,
     UNSURE,
     VERDICTS,
+    audio_fingerprint,
     clip_id,
+    is_legacy_clip_id,
+    legacy_clip_id,
     normalize_utc,
     utc_now,
 )
@@ -182,8 +190,9 @@ class Clip:
     """A clip in the queue.
 
     Attributes:
-        clip_id: :func:`owlfinder.data.schema.clip_id` of ``(source, start_s, end_s)``.
-        source: the recording's machine-independent name.
+        clip_id: :func:`owlfinder.data.schema.clip_id` of the clip's audio and span (or, for clips queued
+            before content ids, the legacy name-based id).
+        source: the recording's display name (an upload's file name, or a path relative to a data root).
         start_s, end_s: the clip's place in the recording (seconds).
         score: the model's score for the clip (``None`` for plain chunks).
         threshold: the detection threshold it was flagged against.
@@ -293,9 +302,10 @@ def _after(ts: str, floor: str | None) -> str:
     return (t + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _clip_filename(source: str, start_s: float) -> str:
+def _clip_filename(source: str, start_s: float, cid: str) -> str:
+    # The id's first digits keep clips of two same-named recordings apart in exports that key on filename.
     stem = Path(source).stem or "clip"
-    return f"{stem}_{round(start_s * 1000):09d}.flac"
+    return f"{stem}_{round(start_s * 1000):09d}_{cid[:8]}.flac"
 
 
 #: Identifies this process incarnation (PIDs repeat across container restarts; a fork gets a new token).
@@ -434,6 +444,20 @@ class LabelQueue:
         stored = db.execute("SELECT max(labelled_at) FROM store_rows WHERE clip_id=?", (cid,)).fetchone()[0]
         return _after(_after(utc_now(), last), stored)
 
+    def _known_legacy(self, db: sqlite3.Connection, old: str, fingerprint: str) -> bool:
+        """True when the legacy id ``old`` (queued or labelled before content ids) names this very audio;
+        the same name with other audio is another recording and does not count."""
+        row = db.execute("SELECT audio FROM clips WHERE clip_id=?", (old,)).fetchone()
+        if row is not None:
+            try:
+                prev = sf.read(self.dir / row["audio"], dtype="int16", always_2d=False)[0]
+            except Exception:  # its audio is unreadable: keep the new clip rather than lose it
+                return False
+            return audio_fingerprint(prev) == fingerprint
+        if not self._store_done(db, old):
+            return False
+        return fingerprint in self.store.fingerprints([old]).get(old, set())
+
     def _store_done(self, db: sqlite3.Connection, cid: str) -> bool:
         """True when the store's latest row for ``cid`` is a verdict (not an undo tombstone)."""
         row = db.execute("SELECT reason FROM store_rows WHERE clip_id=? ORDER BY labelled_at DESC LIMIT 1",
@@ -445,14 +469,17 @@ class LabelQueue:
                  kind: str = "chunk", flag: tuple[float, float] | None = None, wall_clock: str | None = None,
                  filename: str | None = None, group: str | None = None) -> bool:
         """Queue one clip (its audio is saved as 16 kHz FLAC first). Returns ``False`` when the clip is
-        already queued or already labelled in the store."""
+        already queued or already labelled in the store (under its content id, or under the legacy id of
+        ``(source, start_s, end_s)`` with the same audio)."""
         start_s, end_s = round(float(start_s), 3), round(float(end_s), 3)
-        cid = clip_id(source, start_s, end_s)
-        if self._known(self._db(), cid):
-            return False
         y = _audio.resample(_audio.to_mono(np.asarray(y, dtype=np.float32)), int(sr), SAMPLE_RATE)
         if len(y) == 0:
             raise ValueError(f"{source} {start_s:.1f}-{end_s:.1f} s: empty audio")
+        fp = audio_fingerprint(y)
+        cid = clip_id(fp, start_s, end_s)
+        db = self._db()
+        if self._known(db, cid) or self._known_legacy(db, legacy_clip_id(source, start_s, end_s), fp):
+            return False
         rel = f"clips/{cid}.flac"
         data = encode_flac(y, SAMPLE_RATE)
         atomic_write(self.dir / rel, lambda f: f.write(data))  # audio first: a row never points at nothing
@@ -468,7 +495,7 @@ class LabelQueue:
                  None if threshold is None else float(threshold), model, kind,
                  None if flag is None else round(float(flag[0]), 3),
                  None if flag is None else round(float(flag[1]), 3), wall_clock,
-                 filename or _clip_filename(source, start_s), group or source, rel, utc_now()))
+                 filename or _clip_filename(source, start_s, cid), group or source, rel, utc_now()))
         return True
 
     def add_detection(self, det: Detection, source_path: str | os.PathLike, *, n_uncertain: int = 10,
@@ -485,7 +512,8 @@ class LabelQueue:
             source_path: the recording that was scanned.
             n_uncertain: how many near-threshold windows to add besides the events.
             display_name: the recording's name for ``source`` (e.g. the uploaded file's original name);
-                default: its parent folder and file name.
+                default: its parent folder and file name. Only shown: clip ids come from the audio, so
+                recordings with the same name do not collide.
 
         Returns:
             How many clips were newly queued (already queued or labelled clips are not counted).
@@ -509,9 +537,6 @@ class LabelQueue:
             else:
                 mid = (sp.start_s + sp.end_s) / 2
                 flag = (max(sp.start_s, mid - det.window_s / 2), min(sp.end_s, mid + det.window_s / 2))
-            cid = clip_id(source, sp.start_s, sp.end_s)
-            if self._known(self._db(), cid):
-                continue
             y = _audio.load(source_path, SAMPLE_RATE, start_s=sp.start_s, end_s=sp.end_s, info=info)
             if len(y) == 0:
                 logger.warning("%s: no audio at %.1f-%.1f s, not queued", source, sp.start_s, sp.end_s)
@@ -544,18 +569,17 @@ class LabelQueue:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 logger.warning("%s line %d: not a manifest record, skipped", path.name, n)
                 continue
-            cid = clip_id(source, start, end)
-            if rec.get("clip_id") and rec["clip_id"] != cid:
-                logger.warning("%s line %d: clip_id %s does not match its source and span", path.name, n,
-                               rec["clip_id"])
-            if self._known(self._db(), cid):
-                continue
             try:
                 y, sr = sf.read(wav, dtype="float32", always_2d=False)
             except Exception as err:  # missing or unreadable clip
                 logger.warning("%s line %d: %s unreadable (%s), skipped", path.name, n, wav.name,
                                " ".join(str(err).split()))
                 continue
+            given = rec.get("clip_id")
+            if given and not is_legacy_clip_id(given) and int(sr) == SAMPLE_RATE \
+                    and given != clip_id(_audio.to_mono(y), start, end):
+                logger.warning("%s line %d: clip_id %s does not match its audio and span; the audio's id "
+                               "is used", path.name, n, given)
             start_dt = parse_recording_start(Path(source).name)
             added += self.add_clip(
                 y, sr=int(sr), source=source, start_s=start, end_s=end, score=rec.get("score"),
