@@ -101,6 +101,15 @@ class _LazyField:
         obj.__dict__[self.slot] = value
 
 
+#: Decimal digits the JSON keeps of the threshold (a calibrated one like 0.8598797 is written 0.85988).
+THRESHOLD_DIGITS = 6
+
+
+def same_threshold(written: float, wanted: float) -> bool:
+    """Whether a threshold read back from a result JSON is ``wanted``, at the precision it was written."""
+    return round(float(written), THRESHOLD_DIGITS) == round(float(wanted), THRESHOLD_DIGITS)
+
+
 @dataclass
 class Detection:
     """The result of scanning one recording (complete, or partial while it runs or after a failure).
@@ -154,7 +163,7 @@ class Detection:
             "sample_rate": self.sample_rate,
             "model": self.model,
             "model_fingerprint": self.model_fingerprint,
-            "threshold": round(self.threshold, 6),
+            "threshold": round(self.threshold, THRESHOLD_DIGITS),
             "window_s": self.window_s,
             "hop_s": self.hop_s,
             "gap_s": self.gap_s,
