@@ -10,6 +10,10 @@ Detection is always public. Labelling is open until it is configured:
   page's "labelling key" box) may label under any name. For scripts and for testing the gate off Spaces,
   where Hugging Face login is not available. Setting it alone also gates labelling.
 
+Safe by default: when verdicts are pushed to the Hub (``OWL_DATASET`` names a Hub dataset and ``HF_TOKEN`` is
+set), labelling must be gated; :func:`require_gate_for_hub_push` is what the Space checks before it starts.
+Open labelling stays possible for a local data folder that is not pushed.
+
 Nothing here imports gradio: :meth:`LabelGate.check` takes the request's headers and the OAuth profile or
 token as plain values, so the rules are tested without a server.
 """
@@ -25,7 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HEADER", "AccessDenied", "Identity", "LabelGate", "parse_labellers"]
+__all__ = ["HEADER", "AccessDenied", "GateRequired", "Identity", "LabelGate", "hub_push_configured",
+           "parse_labellers", "require_gate_for_hub_push"]
 
 #: The header that carries ``OWL_LABEL_TOKEN``.
 HEADER = "x-owl-label-token"
@@ -34,6 +39,10 @@ _WHOAMI_TTL_S = 600.0
 
 class AccessDenied(Exception):
     """The caller may not label; ``str(err)`` is one line and never holds a token."""
+
+
+class GateRequired(ValueError):
+    """Verdicts would go to the Hub while anyone may label; ``str(err)`` is one line naming the settings."""
 
 
 @dataclass(frozen=True)
@@ -198,3 +207,29 @@ class LabelGate:
                                    "(OWL_LABELLERS)")
             raise AccessDenied("labelling needs a Hugging Face sign-in (or the labelling key)")
         raise AccessDenied("labelling needs the labelling key (OWL_LABEL_TOKEN)")
+
+
+def hub_push_configured(env: Mapping[str, str] | None = None) -> bool:
+    """Whether verdicts are pushed to the Hub: ``OWL_DATASET`` is a Hub dataset id and ``HF_TOKEN`` is set
+    (the same rule as :func:`owlfinder.labelling.queue.hub_sync_from_env`)."""
+    from owlfinder.data.store import is_hub_id
+
+    env = os.environ if env is None else env
+    repo = (env.get("OWL_DATASET") or "").strip()
+    return bool(repo and (env.get("HF_TOKEN") or "").strip() and is_hub_id(repo))
+
+
+def require_gate_for_hub_push(env: Mapping[str, str] | None = None) -> None:
+    """Refuse an open labelling gate when verdicts are pushed to the Hub.
+
+    A public Space that pushes every verdict to a shared dataset would otherwise let any visitor append
+    labels to it. Call before serving (the Space does, when its Label tab is on).
+
+    Raises:
+        GateRequired: Hub push is configured and neither ``OWL_LABELLERS`` nor ``OWL_LABEL_TOKEN`` is set.
+    """
+    env = os.environ if env is None else env
+    if hub_push_configured(env) and not LabelGate.from_env(env).gated:
+        raise GateRequired("OWL_DATASET and HF_TOKEN push every verdict to the Hub, so labelling must be gated: "
+                           "set OWL_LABELLERS (Hugging Face usernames, org:NAME) or OWL_LABEL_TOKEN (a shared "
+                           "key), or set OWL_LABEL_QUEUE=0 to turn labelling off")
