@@ -71,7 +71,7 @@ from owlfinder.timestamps import parse_recording_start
 
 if TYPE_CHECKING:
     from owlfinder.data.hubsync import HubSync
-    from owlfinder.detect.engine import Detection
+    from owlfinder.detect.detection import Detection
 
 __all__ = [
     "UNDONE",
