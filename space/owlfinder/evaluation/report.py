@@ -34,6 +34,7 @@ import numpy as np
 
 from owlfinder.detect.detection import Detection
 from owlfinder.detect.events import merge_events
+from owlfinder.errors import OwlFinderError
 from owlfinder.evaluation.metrics import PRCurve, binary_metrics, pr_curve
 
 __all__ = [
@@ -63,7 +64,7 @@ _OWL_WORDS = ("owl", "ninox strenua", "ninox_strenua", "powerful", "nistre")
 _NOT_OWL = ("boobook", "barking", "not_owl", "not owl", "no owl", "barking_owl")
 
 
-class TruthError(Exception):
+class TruthError(OwlFinderError):
     """Ground truth that cannot be found or read; ``str(err)`` is one line naming the file."""
 
 

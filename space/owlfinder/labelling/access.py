@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = ["HEADER", "AccessDenied", "Identity", "LabelGate", "parse_labellers"]
 
 #: The header that carries ``OWL_LABEL_TOKEN``.
@@ -32,7 +34,7 @@ HEADER = "x-owl-label-token"
 _WHOAMI_TTL_S = 600.0
 
 
-class AccessDenied(Exception):
+class AccessDenied(OwlFinderError):
     """The caller may not label; ``str(err)`` is one line and never holds a token."""
 
 

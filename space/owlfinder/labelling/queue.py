@@ -67,6 +67,7 @@ from owlfinder.data.schema import (
 )
 from owlfinder.data.store import DatasetStore, is_hub_id
 from owlfinder.durable import atomic_write
+from owlfinder.errors import OwlFinderError
 from owlfinder.timestamps import parse_recording_start
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ CREATE TABLE IF NOT EXISTS shards_seen (shard TEXT PRIMARY KEY);
 """
 
 
-class QueueError(Exception):
+class QueueError(OwlFinderError):
     """A queue operation refused; ``str(err)`` is one line meant for the person labelling."""
 
 

@@ -39,6 +39,7 @@ import soundfile as sf
 from scipy import signal
 
 from owlfinder.audio import AudioError, is_audio_path, load, probe
+from owlfinder.errors import OwlFinderError
 
 __all__ = [
     "CLIP_COLUMNS",
@@ -75,7 +76,7 @@ KINDS: tuple[str, ...] = ("owl", "boobook", "barking_owl")
 CLIP_COLUMNS: tuple[str, ...] = ("filename", "label", "kind", "snr_db", "f0_hz", "sex", "group")
 
 
-class SynthError(ValueError):
+class SynthError(OwlFinderError, ValueError):
     """Bad input to the synthesizer (missing folder, no audio, bad option); ``str(err)`` is one line."""
 
 

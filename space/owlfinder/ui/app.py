@@ -22,8 +22,9 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
+from owlfinder.ui.callbacks import gr_error
 from owlfinder.ui.config import AppConfig
-from owlfinder.ui.detect_service import DetectService, ServiceError, public_error
+from owlfinder.ui.detect_service import DetectService, ServiceError
 from owlfinder.ui.detect_tab import build_detect_tab
 
 __all__ = ["CSS", "build_app", "launch_kwargs", "main", "open_label_queue"]
@@ -92,11 +93,8 @@ def _add_api(service: DetectService) -> None:
         try:
             path, name = _file_arg(audio)
             return service.detect_json(path, name, threshold)
-        except ServiceError as err:
-            raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:
-            log.exception("/detect failed")
-            raise gr.Error(f"Something went wrong ({public_error(err)})", print_exception=False) from None
+            raise gr_error(err, "/detect") from None
 
     def model_info() -> dict:
         """The model, its calibrated threshold and the scan settings."""

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = ["ENV_VARS", "AppConfig", "ConfigError", "parse_size"]
 
 #: Environment variable -> what it sets (the README's table is generated from the same words).
@@ -45,7 +47,7 @@ _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6,
           "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
 
 
-class ConfigError(ValueError):
+class ConfigError(OwlFinderError, ValueError):
     """A bad environment setting; ``str(err)`` names the variable."""
 
 

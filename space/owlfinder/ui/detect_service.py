@@ -20,7 +20,7 @@ that reaches the queue just after the first one took it.
 
 Limits: ``max_upload_bytes`` (gradio refuses larger uploads; the service checks again), ``max_hours`` (from
 the header, before any decoding) and ``max_request_s`` (checked between batches while scanning). Messages
-never hold a server path: :func:`public_error` scrubs them.
+never hold a server path: :func:`owlfinder.errors.scrub_paths` cuts them to file names.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from owlfinder.detect.detection import Detection, DetectionParams
 from owlfinder.detect.engine import DetectionBuilder, iter_detect
 from owlfinder.detect.exports import FORMATS, SUFFIXES, write_detection
 from owlfinder.detect.model import ModelError, OwlClassifier, load_classifier
+from owlfinder.errors import OwlFinderError, public_message, scrub_paths
 from owlfinder.timestamps import parse_recording_start
 from owlfinder.ui import plots
 from owlfinder.ui import zerogpu as gpu
@@ -84,7 +85,7 @@ _RUN_RE = re.compile(r"^run-(\d+)-([0-9a-f]{12})-[0-9a-f]{32}$")
 Progress = Callable[[float, str], None]
 
 
-class ServiceError(Exception):
+class ServiceError(OwlFinderError):
     """A problem to show a person: ``str(err)`` is one line naming the file and what is wrong."""
 
 
@@ -113,15 +114,8 @@ def _scrub(reason: str, path: Path, display_name: str) -> str:
     return reason
 
 
-def scrub_paths(text: str) -> str:
-    """``text`` on one line, every absolute path in it cut down to its last component (no server folders)."""
-    return re.sub(r"(?<![\w.:/])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)", r"\1", " ".join(str(text).split()))
-
-
-def public_error(err: BaseException) -> str:
-    """One line for an unexpected error, safe to show anyone: its type and message, without server paths."""
-    text = scrub_paths(str(err))
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+#: One line for an unexpected error, safe to show anyone (see :func:`owlfinder.errors.public_message`).
+public_error = public_message
 
 
 def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
