@@ -122,6 +122,21 @@ def test_the_api(svc):
 
 
 def test_from_config_opens_the_queue_in_the_data_dir(tmp_path):
-    svc = LabelService.from_config(AppConfig(data_dir=tmp_path / "data"), env={})
+    svc = LabelService.from_config(AppConfig(data_dir=tmp_path / "data"))
     assert svc.queue.data_dir == tmp_path / "data" and svc.queue.hub_sync is None and not svc.gate.gated
     assert "local dataset" in svc.status()
+
+
+def test_the_label_settings_come_from_one_appconfig(tmp_path):
+    """AppConfig reads the labelling and Spaces variables once; the service takes them from it, and the
+    secrets stay out of the config's repr."""
+    cfg = AppConfig.from_env({"OWL_DATA_DIR": str(tmp_path / "data"), "OWL_LABELLERS": "ann,org:owl-lab",
+                              "OWL_LABEL_TOKEN": "k3y-secret", "HF_TOKEN": "hf_notarealtokenatall",
+                              "OWL_SYNC_EVERY_S": "60", "SPACE_ID": "owls/finder", "SPACES_ZERO_GPU": "true"})
+    assert (cfg.labellers, cfg.sync_every_s, cfg.space_id, cfg.zero_gpu) == ("ann,org:owl-lab", 60.0,
+                                                                             "owls/finder", True)
+    assert "k3y-secret" not in repr(cfg) and "hf_notarealtokenatall" not in repr(cfg)
+    svc = LabelService.from_config(cfg)
+    assert svc.gate.users == {"ann"} and svc.gate.orgs == {"owl-lab"} and svc.gate.key_ok("k3y-secret")
+    assert svc.queue.hub_sync is None  # a token without OWL_DATASET pushes nothing
+    assert not AppConfig.from_env({}).zero_gpu

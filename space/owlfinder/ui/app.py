@@ -178,7 +178,7 @@ def build_app(cfg: AppConfig | None = None, queue: Any | None = None, *,
                     with gr.Tab("Label", id="label"):
                         build_label_tab(cfg, service.queue)
             with gr.Tab("Use from Python", id="api"):
-                where = os.environ.get("SPACE_ID") or f"http://127.0.0.1:{cfg.server_port}/"
+                where = cfg.space_id or f"http://127.0.0.1:{cfg.server_port}/"
                 gr.Markdown(_API_HELP.format(where=where))
         _add_api(service)
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)

@@ -267,7 +267,7 @@ class DetectService:
         cfg: the settings.
         queue: the labelling queue (:class:`owlfinder.labelling.queue.LabelQueue`), or ``None``.
         classifier: an already loaded classifier (default: load ``cfg.model`` on ``cfg.device``).
-        sliced: scan in GPU-sized slices (default: only on ZeroGPU).
+        sliced: scan in GPU-sized slices (default: ``cfg.zero_gpu``, only on ZeroGPU).
         upload_root: where uploads arrive (gradio's upload folder); a path outside it is refused, so no
             request can make the service take (and remove) any other file.
 
@@ -291,7 +291,7 @@ class DetectService:
         self.upload_refs: Callable[[str], int] | None = None
         self.recent_s = 15.0
         self.clf = classifier or load_classifier(cfg.model, device=cfg.device)
-        self.sliced = gpu.on_zero_gpu() if sliced is None else sliced
+        self.sliced = cfg.zero_gpu if sliced is None else sliced
         self._key = uuid.uuid4().hex
         gpu.register_classifier(self._key, self.clf)
         self._queue_lock = threading.Lock()

@@ -33,7 +33,7 @@ from owlfinder.labelling.queue import (
     LabelQueue,
     QueueError,
     clean_labeller,
-    hub_sync_from_env,
+    start_hub_sync,
 )
 from owlfinder.ui.detect_service import ServiceError
 
@@ -199,14 +199,14 @@ class LabelService:
         self._pngs = _PngCache()
 
     @classmethod
-    def from_config(cls, cfg: Any, queue: LabelQueue | None = None, *, gate: LabelGate | None = None,
-                    env: Mapping[str, str] | None = None) -> LabelService:
-        """The service for the app's settings: ``LabelQueue(cfg.data_dir)`` unless ``queue`` is given, the gate
-        from ``OWL_LABELLERS``/``OWL_LABEL_TOKEN``, and the Hub push thread started when ``OWL_DATASET`` and
-        ``HF_TOKEN`` are set."""
+    def from_config(cls, cfg: Any, queue: LabelQueue | None = None, *,
+                    gate: LabelGate | None = None) -> LabelService:
+        """The service for the app's :class:`~owlfinder.ui.config.AppConfig`: ``LabelQueue(cfg.data_dir)``
+        unless ``queue`` is given, the gate from ``cfg.labellers`` and ``cfg.label_token``, and the Hub push
+        thread started when ``cfg.dataset`` and ``cfg.hf_token`` are set."""
         queue = queue if queue is not None else LabelQueue(cfg.data_dir)
-        gate = gate if gate is not None else LabelGate.from_env(env)
-        hub_sync_from_env(queue, env)
+        gate = gate if gate is not None else LabelGate.from_settings(cfg.labellers, cfg.label_token)
+        start_hub_sync(queue, cfg.dataset, cfg.hf_token, cfg.sync_every_s)
         return cls(queue, gate)
 
     # ---------------------------------------------------------------------------------- who

@@ -11,7 +11,6 @@ Named API endpoints (``gradio_client``): ``queue``, ``next``, ``label``, ``skip`
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import gradio as gr
@@ -21,18 +20,14 @@ from owlfinder.data.schema import REASONS
 from owlfinder.labelling.access import LabelGate
 from owlfinder.labelling.queue import LabelQueue
 from owlfinder.ui.callbacks import gr_error, user_errors
+from owlfinder.ui.config import ENV_VARS as CONFIG_VARS
 from owlfinder.ui.label_service import PROMPT, Caller, LabelService, clip_markdown, spectrogram_image
 
 __all__ = ["ENV_VARS", "KEYS", "build_label_tab", "clip_markdown", "spectrogram_image"]
 
-#: Environment variables read by the Label tab (for the app's settings table).
-ENV_VARS: dict[str, str] = {
-    "OWL_DATASET": "Hub dataset owner/name the labels are pushed to (needs HF_TOKEN)",
-    "HF_TOKEN": "Hub token for OWL_DATASET; never logged or shown",
-    "OWL_SYNC_EVERY_S": "seconds between pushes of new labels to OWL_DATASET (default 300)",
-    "OWL_LABELLERS": "who may label: HF usernames and org:NAME entries, comma-separated (unset: anyone)",
-    "OWL_LABEL_TOKEN": "shared labelling key (X-Owl-Label-Token header or the key box); gates labelling",
-}
+#: Environment variables for the Label tab (read by :meth:`owlfinder.ui.config.AppConfig.from_env`).
+ENV_VARS: dict[str, str] = {k: CONFIG_VARS[k] for k in ("OWL_DATASET", "HF_TOKEN", "OWL_SYNC_EVERY_S",
+                                                        "OWL_LABELLERS", "OWL_LABEL_TOKEN")}
 
 #: Keyboard shortcuts: key -> button elem_id (digits 1-8 are "not owl" with that reason).
 KEYS: dict[str, str] = {"o": "owl-btn-owl", "n": "owl-btn-not", "u": "owl-btn-unsure", "s": "owl-btn-skip",
@@ -96,10 +91,6 @@ _LOAD_NAME_JS = ("(typed) => { if (typed) return typed; "
 # ---------------------------------------------------------------------------------------------- the tab
 
 
-def _on_spaces() -> bool:
-    return bool(os.environ.get("SPACE_ID"))
-
-
 def _caller(request: gr.Request | None, profile: Any = None, token: Any = None, *, page: bool = True) -> Caller:
     """The request as plain values for the service (the session id only for page calls)."""
     headers = dict(request.headers) if request is not None and getattr(request, "headers", None) else {}
@@ -114,9 +105,9 @@ def build_label_tab(cfg: Any, queue: LabelQueue | None = None, *,
     Args:
         cfg: the app's :class:`~owlfinder.ui.config.AppConfig` (``data_dir`` is used when ``queue`` is None).
         queue: the labelling queue the Detect tab feeds; default ``LabelQueue(cfg.data_dir)``.
-        gate: the access rules; default :meth:`LabelGate.from_env`.
+        gate: the access rules; default from ``cfg.labellers`` and ``cfg.label_token``.
 
-    Starts the Hub push thread when ``$OWL_DATASET`` and ``$HF_TOKEN`` are set. Returns the queue.
+    Starts the Hub push thread when ``cfg.dataset`` and ``cfg.hf_token`` are set. Returns the queue.
     """
     svc = LabelService.from_config(cfg, queue, gate=gate)
     gate = svc.gate
@@ -128,7 +119,7 @@ def build_label_tab(cfg: Any, queue: LabelQueue | None = None, *,
     # ------------------------------------------------------------------------------ layout
 
     with gr.Row(equal_height=True):
-        if gate.wants_login and _on_spaces():
+        if gate.wants_login and bool(cfg.space_id):
             gr.LoginButton(size="sm", scale=0, min_width=200)
         name = gr.Textbox(label="Your name", placeholder="who is labelling (saved in this browser)",
                           elem_id="owl-labeller", scale=2, max_lines=1)
@@ -137,7 +128,7 @@ def build_label_tab(cfg: Any, queue: LabelQueue | None = None, *,
         counter = gr.Markdown(svc.counter(), elem_id="owl-label-counter")
     if gate.wants_login:
         who = ", ".join(sorted(gate.users) + [f"members of {o}" for o in sorted(gate.orgs)])
-        how = " (sign in with Hugging Face)" if _on_spaces() else " (Hugging Face sign-in works on Spaces)"
+        how = " (sign in with Hugging Face)" if bool(cfg.space_id) else " (Hugging Face sign-in works on Spaces)"
         if gate.secret:
             how += ", or anyone with the labelling key"
         gr.Markdown(f"Labelling is limited to {who}{how}.")

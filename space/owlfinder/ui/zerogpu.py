@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,8 +43,9 @@ __all__ = [
 ]
 
 
-def on_zero_gpu(environ: dict | None = None) -> bool:
-    """True on a ZeroGPU Space (``SPACES_ZERO_GPU`` set to a true value)."""
+def on_zero_gpu(environ: Mapping[str, str] | None = None) -> bool:
+    """True on a ZeroGPU Space (``SPACES_ZERO_GPU`` set to a true value); the app reads it once, into
+    :attr:`owlfinder.ui.config.AppConfig.zero_gpu`."""
     env = os.environ if environ is None else environ
     return str(env.get("SPACES_ZERO_GPU", "")).strip().lower() in ("1", "t", "true")
 
