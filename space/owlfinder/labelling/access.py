@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = ["HEADER", "AccessDenied", "GateRequired", "Identity", "LabelGate", "hub_push_configured",
            "parse_labellers", "require_gate_for_hub_push"]
 
@@ -37,11 +39,11 @@ HEADER = "x-owl-label-token"
 _WHOAMI_TTL_S = 600.0
 
 
-class AccessDenied(Exception):
+class AccessDenied(OwlFinderError):
     """The caller may not label; ``str(err)`` is one line and never holds a token."""
 
 
-class GateRequired(ValueError):
+class GateRequired(OwlFinderError, ValueError):
     """Verdicts would go to the Hub while anyone may label; ``str(err)`` is one line naming the settings."""
 
 
@@ -123,9 +125,14 @@ class LabelGate:
                  whoami: Callable[[str], dict] | None = None) -> LabelGate:
         """Read ``OWL_LABELLERS`` and ``OWL_LABEL_TOKEN`` (default: :data:`os.environ`)."""
         env = os.environ if env is None else env
-        users, orgs = parse_labellers(env.get("OWL_LABELLERS"))
-        secret = (env.get("OWL_LABEL_TOKEN") or "").strip() or None
-        return cls(users=users, orgs=orgs, secret=secret, whoami=whoami or _default_whoami)
+        return cls.from_settings(env.get("OWL_LABELLERS"), env.get("OWL_LABEL_TOKEN"), whoami)
+
+    @classmethod
+    def from_settings(cls, labellers: str | None, secret: str | None,
+                      whoami: Callable[[str], dict] | None = None) -> LabelGate:
+        """The gate for ``OWL_LABELLERS`` text (see :func:`parse_labellers`) and a shared key (``None``: none)."""
+        users, orgs = parse_labellers(labellers)
+        return cls(users=users, orgs=orgs, secret=(secret or "").strip() or None, whoami=whoami or _default_whoami)
 
     @property
     def gated(self) -> bool:
@@ -209,27 +216,31 @@ class LabelGate:
         raise AccessDenied("labelling needs the labelling key (OWL_LABEL_TOKEN)")
 
 
-def hub_push_configured(env: Mapping[str, str] | None = None) -> bool:
-    """Whether verdicts are pushed to the Hub: ``OWL_DATASET`` is a Hub dataset id and ``HF_TOKEN`` is set
-    (the same rule as :func:`owlfinder.labelling.queue.hub_sync_from_env`)."""
+def hub_push_configured(dataset: str | None, hf_token: str | None) -> bool:
+    """Whether verdicts are pushed to the Hub: ``dataset`` (``OWL_DATASET``) is a Hub dataset id and a token
+    (``HF_TOKEN``) is set, the rule :func:`owlfinder.labelling.queue.start_hub_sync` follows."""
     from owlfinder.data.store import is_hub_id
 
-    env = os.environ if env is None else env
-    repo = (env.get("OWL_DATASET") or "").strip()
-    return bool(repo and (env.get("HF_TOKEN") or "").strip() and is_hub_id(repo))
+    repo = (dataset or "").strip()
+    return bool(repo and (hf_token or "").strip() and is_hub_id(repo))
 
 
-def require_gate_for_hub_push(env: Mapping[str, str] | None = None) -> None:
-    """Refuse an open labelling gate when verdicts are pushed to the Hub.
+def require_gate_for_hub_push(dataset: str | None, hf_token: str | None, labellers: str | None,
+                              label_token: str | None) -> None:
+    """Refuse open labelling when verdicts are pushed to the Hub.
 
     A public Space that pushes every verdict to a shared dataset would otherwise let any visitor append
-    labels to it. Call before serving (the Space does, when its Label tab is on).
+    labels to it. The Space's settings (``AppConfig``) run this check when the Label tab is on, so such a
+    Space refuses to start. Open labelling stays possible for a local data folder that is not pushed.
+
+    Args:
+        dataset, hf_token: ``OWL_DATASET`` and ``HF_TOKEN``.
+        labellers, label_token: ``OWL_LABELLERS`` and ``OWL_LABEL_TOKEN``.
 
     Raises:
-        GateRequired: Hub push is configured and neither ``OWL_LABELLERS`` nor ``OWL_LABEL_TOKEN`` is set.
+        GateRequired: Hub push is configured and neither gate setting is; one line naming the settings.
     """
-    env = os.environ if env is None else env
-    if hub_push_configured(env) and not LabelGate.from_env(env).gated:
+    if hub_push_configured(dataset, hf_token) and not LabelGate.from_settings(labellers, label_token).gated:
         raise GateRequired("OWL_DATASET and HF_TOKEN push every verdict to the Hub, so labelling must be gated: "
                            "set OWL_LABELLERS (Hugging Face usernames, org:NAME) or OWL_LABEL_TOKEN (a shared "
                            "key), or set OWL_LABEL_QUEUE=0 to turn labelling off")
