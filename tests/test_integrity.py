@@ -77,6 +77,26 @@ def test_same_named_recordings_reach_the_queue_and_the_store_in_full(tmp_path):
     assert q.counts()["remaining"] == 0
 
 
+def test_same_named_uploads_to_the_space_both_reach_the_queue_in_full(tmp_path, tiny_model_dir):
+    """The issue's report, through the Space's detection service: the second upload with the first's name
+    queued 2 clips where the first queued 10."""
+    from owlfinder.detect.model import load_classifier
+    from owlfinder.ui.config import AppConfig
+    from owlfinder.ui.detect_service import DetectService
+
+    q = LabelQueue(tmp_path / "data")
+    cfg = AppConfig(tmp_dir=tmp_path / "scratch", data_dir=tmp_path / "data", update_every_s=0.0, n_uncertain=4)
+    svc = DetectService(cfg, q, classifier=load_classifier(tiny_model_dir, device="cpu"))
+    counts = []
+    for seed in (1, 2):
+        src = recorder(tmp_path / f"upload{seed}", seed=seed)
+        doc = svc.detect_json(src, NAME, threshold=0.0)  # threshold 0: the whole recording is one event
+        assert doc["events"]
+        counts.append(len(q.pending()) - sum(counts))
+    assert counts[0] == counts[1] >= 6, counts  # 30 s of event: six 5 s clips from each recording
+    assert {c.source for c in q.pending()} == {NAME}
+
+
 def _legacy_queue(data: Path, rec: Path, source: str) -> list[str]:
     """A queue as the name-id version left it: two clips of ``rec`` queued under legacy ids."""
     q = LabelQueue(data)
