@@ -26,7 +26,15 @@ from tqdm.auto import tqdm
 
 from owlfinder.audio import AudioError, is_audio_path
 from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, encode_flac, source_name
-from owlfinder.data.schema import CLIP_S, SAMPLE_RATE, VERDICTS, audio_fingerprint, clip_id, legacy_clip_id
+from owlfinder.data.schema import (
+    CLIP_S,
+    SAMPLE_RATE,
+    VERDICTS,
+    audio_fingerprint,
+    clip_id,
+    is_legacy_clip_id,
+    legacy_clip_id,
+)
 from owlfinder.data.store import DEFAULT_LICENSE, DatasetStore, StoreError
 
 
@@ -147,7 +155,7 @@ class Known:
     def __init__(self, store: DatasetStore):
         self.store = store
         self.ids = store.clip_ids()
-        self._legacy: dict[str, set[str]] = {}
+        self._legacy: dict[str, set[str]] | None = None  # legacy id -> fingerprints, read on first need
 
     def has(self, cid: str, legacy: str, fingerprint: str) -> bool:
         """True when the clip is in the store under its content id, or under its legacy id with the same
@@ -156,9 +164,9 @@ class Known:
             return True
         if legacy not in self.ids:
             return False
-        if legacy not in self._legacy:
-            self._legacy[legacy] = self.store.fingerprints([legacy]).get(legacy, set())
-        return fingerprint in self._legacy[legacy]
+        if self._legacy is None:  # one pass over the store for every legacy row, not one per clip
+            self._legacy = self.store.fingerprints(i for i in self.ids if is_legacy_clip_id(i))
+        return fingerprint in self._legacy.get(legacy, set())
 
 
 def main(argv: list[str] | None = None) -> int:

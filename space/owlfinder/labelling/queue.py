@@ -380,6 +380,9 @@ class LabelQueue:
         self._local = threading.local()
         #: The background Hub pusher, when one was started for this queue (see :func:`hub_sync_from_env`).
         self.hub_sync: HubSync | None = None
+        #: Fingerprints of the store's rows with legacy (name-based) ids, read on first need. A row added
+        #: later under a legacy id is a verdict on a clip in this queue's own table, which is checked first.
+        self._legacy_fps: dict[str, set[str]] | None = None
         self._db().executescript(_SCHEMA)  # idempotent; executescript runs in its own transaction
         self.reconcile()
 
@@ -458,7 +461,10 @@ class LabelQueue:
             return audio_fingerprint(prev) == fingerprint
         if not self._store_done(db, old):
             return False
-        return fingerprint in self.store.fingerprints([old]).get(old, set())
+        if self._legacy_fps is None:  # one pass over the store's legacy rows, then a lookup per clip
+            ids = [r[0] for r in db.execute("SELECT DISTINCT clip_id FROM store_rows")]
+            self._legacy_fps = self.store.fingerprints(i for i in ids if is_legacy_clip_id(i))
+        return fingerprint in self._legacy_fps.get(old, set())
 
     def _store_done(self, db: sqlite3.Connection, cid: str) -> bool:
         """True when the store's latest row for ``cid`` is a verdict (not an undo tombstone)."""
