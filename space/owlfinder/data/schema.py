@@ -84,8 +84,11 @@ def pcm16(y: np.ndarray) -> np.ndarray:
     16-bit audio with (``i / 32768``), so ``pcm16(decode(encode(y))) == pcm16(y)`` exactly, and a clip keeps
     its fingerprint through any number of FLAC/WAV round trips.
     """
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    return np.clip(np.rint(y * 32768.0), -32768, 32767).astype("<i2")
+    y = np.asarray(y).reshape(-1)
+    if y.dtype not in (np.float32, np.float64):
+        y = y.astype(np.float64)
+    q = np.rint(y * y.dtype.type(32768.0))  # scaling by a power of two is exact in either float width
+    return np.clip(q, -32768, 32767, out=q).astype("<i2")
 
 
 def audio_fingerprint(y: np.ndarray) -> str:
