@@ -1,0 +1,249 @@
+"""Fine-tuning the way a Hub user does: real checkpoint shapes, a seed-layout dataset, groups by recording,
+labels read from the data, no token anywhere, several processes, pushing to a (fake) Hub."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hub_layout import RECORDINGS, save_base_checkpoint, write_seed_dataset
+
+from owlfinder.train.clipsets import DataError, load_clip_sets
+from owlfinder.train.groups import GroupError, derive_groups, recording_of, write_splits
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "hf_FakeTokenForTests0123456789abcdefXYZ"
+ENV_TOKEN = "hf_AnotherFakeTokenFromTheEnvironment42"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"owl_script_{name}", REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _files_holding(folder: Path, secrets=(TOKEN, ENV_TOKEN)) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file()
+            and any(s.encode() in p.read_bytes() for s in secrets)]
+
+
+@pytest.fixture(scope="module")
+def seed_ds(tmp_path_factory) -> Path:
+    return write_seed_dataset(tmp_path_factory.mktemp("powerful_owl_5s_16k_v2"))
+
+
+@pytest.fixture(scope="module")
+def seed_ds_inverted(tmp_path_factory) -> Path:
+    return write_seed_dataset(tmp_path_factory.mktemp("inverted"), ("not_owl", "owl"))
+
+
+class FakeHfApi:
+    """Records what would reach the Hub."""
+
+    instances: list[FakeHfApi] = []
+
+    def __init__(self, token=None, **_):
+        self.token = token
+        self.repos: list[tuple] = []
+        self.files: dict[str, bytes] = {}
+        FakeHfApi.instances.append(self)
+
+    def create_repo(self, repo_id, repo_type="model", private=None, exist_ok=False, **_):
+        self.repos.append((repo_id, repo_type, private))
+
+    def create_commit(self, repo_id, operations, commit_message="", repo_type="model", **_):
+        for op in operations:
+            self.files[op.path_in_repo] = op.path_or_fileobj
+
+
+# ------------------------------------------------------------------------------------------------ groups
+
+
+def test_recording_from_seed_style_names():
+    assert recording_of("WCS5_20231229_045900_segment_97.wav") == "WCS5_20231229_045900"
+    assert recording_of("555995_segment_7.wav") == "555995"
+    assert recording_of("some/dir/site-A_segment-12.flac") == "site-A"
+    assert recording_of("lonely.wav") == "lonely"
+
+
+def test_derive_groups_rules():
+    cols = {"filename": ["a_segment_1.wav", "a_segment_2.wav", "b_segment_1.wav"],
+            "group": [None, None, None], "source": [None, None, None], "site": ["s1", "s1", "s2"]}
+    groups, how = derive_groups(cols)
+    assert groups == ["a", "a", "b"] and "file names" in how
+    assert derive_groups({**cols, "group": ["g", None, None]})[0] == ["g", "a", "b"]
+    assert derive_groups({**cols, "source": ["x.wav", "x.wav", None]})[0] == ["x.wav", "x.wav", "b"]
+    assert derive_groups(cols, group_column="site")[0] == ["s1", "s1", "s2"]
+    assert derive_groups(cols, group_regex=r"^(?P<group>[a-z])_")[0] == ["a", "a", "b"]
+    with pytest.raises(GroupError, match="no column 'nope'"):
+        derive_groups(cols, group_column="nope")
+    with pytest.raises(GroupError, match="does not match 1 of 3"):
+        derive_groups(cols, group_regex=r"^a_")
+    with pytest.raises(GroupError, match="not a regular expression"):
+        derive_groups(cols, group_regex="(")
+
+
+def test_seed_dataset_groups_by_recording_and_extra_column(seed_ds, tmp_path):
+    sets = load_clip_sets(seed_ds, progress=False)
+    train = sets["train"]
+    assert sorted(set(train.groups)) == sorted(r for r, _, _ in RECORDINGS)
+    # an extra column (not in the store schema) for --group_column
+    import pyarrow.parquet as pq
+
+    shard = seed_ds / "data" / "train-00000-of-00001.parquet"
+    table = pq.read_table(shard)
+    site = [f.split("_")[0] for f in table.column("filename").to_pylist()]
+    other = tmp_path / "with_site"
+    (other / "data").mkdir(parents=True)
+    pq.write_table(table.append_column("site", __import__("pyarrow").array(site)), other / "data" / shard.name)
+    (other / "README.md").write_text((seed_ds / "README.md").read_text())
+    by_site = load_clip_sets(other, progress=False, group_column="site")["train"]
+    assert set(by_site.groups) == set(site) and len(set(by_site.groups)) < len(set(train.groups))
+    with pytest.raises(DataError, match="does not match"):
+        load_clip_sets(seed_ds, progress=False, group_regex=r"^WCS")
+
+
+def test_write_splits(tmp_path):
+    p = write_splits(tmp_path, {"train": ["b", "a", "b"], "validation": ["c"]})
+    assert json.loads(p.read_text()) == {"train": ["a", "b"], "validation": ["c"]}
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+
+def test_inverted_classlabel_is_read_by_name(seed_ds, seed_ds_inverted):
+    import pyarrow.parquet as pq
+
+    a = load_clip_sets(seed_ds, progress=False)["train"]
+    b = load_clip_sets(seed_ds_inverted, progress=False)["train"]
+    raw_a = pq.read_table(next((seed_ds / "data").glob("*.parquet"))).column("label").to_pylist()
+    raw_b = pq.read_table(next((seed_ds_inverted / "data").glob("*.parquet"))).column("label").to_pylist()
+    assert raw_a == [1 - x for x in raw_b]  # the integers on disk are inverted...
+    assert np.array_equal(a.is_owl, b.is_owl) and a.is_owl.sum() == 4  # ...the owls are the same clips
+    assert a.label_names == b.label_names == ["owl", "not_owl"]
+
+
+def test_label_names_from_the_card_when_the_shard_has_none(seed_ds_inverted, tmp_path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(next((seed_ds_inverted / "data").glob("*.parquet")))
+    plain = tmp_path / "plain"
+    (plain / "data").mkdir(parents=True)
+    pq.write_table(table.replace_schema_metadata(None), plain / "data" / "train-00000-of-00001.parquet")
+    (plain / "README.md").write_text((seed_ds_inverted / "README.md").read_text())
+    owl = load_clip_sets(plain, progress=False)["train"].is_owl
+    expected = load_clip_sets(seed_ds_inverted, progress=False)["train"].is_owl
+    assert np.array_equal(owl, expected)
+
+
+def test_dataset_without_an_owl_class_is_refused(tmp_path):
+    ds = write_seed_dataset(tmp_path / "birds", ("bird", "frog"))
+    with pytest.raises(DataError, match=r"no owl class") as err:
+        load_clip_sets(ds, progress=False)
+    assert "\n" not in str(err.value) and "bird" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------- fine-tuning
+
+SMOKE = ["--max_steps", "3", "--eval_strategy", "steps", "--eval_steps", "1", "--save_total_limit", "1",
+         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "16", "--disable_tqdm", "True",
+         "--seed", "3", "--dataloader_num_workers", "0"]
+
+
+def _check_loads_everywhere(out: Path) -> dict:
+    from transformers import pipeline
+
+    from owlfinder.detect.model import load_classifier
+
+    cfg = json.loads((out / "config.json").read_text())
+    assert 0.0 <= cfg["owl_threshold"] <= 1.0 and cfg["owl_window_s"] == 5.0
+    assert cfg["id2label"] == {"0": "owl", "1": "not_owl"}
+    clip = (np.random.default_rng(0).standard_normal(16000 * 5) * 0.05).astype(np.float32)
+    res = pipeline("audio-classification", model=str(out))(clip)
+    assert {d["label"] for d in res} == {"owl", "not_owl"}
+    clf = load_classifier(out, device="cpu")
+    assert clf.threshold == pytest.approx(cfg["owl_threshold"]) and clf.positive_label == "owl"
+    assert clf.score(np.zeros((2, clf.window_samples), np.float32)).shape == (2,)
+    return cfg
+
+
+def test_seed_command_on_headless_sewd(seed_ds, tmp_path, monkeypatch, capsys, caplog):
+    """The seed user's command, offline: a head-less SEW-D base, the seed-layout dataset, a token, a push."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_TOKEN", ENV_TOKEN)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    FakeHfApi.instances.clear()
+    base = save_base_checkpoint("sew-d", tmp_path / "sew-d-tiny-100k")
+    out = tmp_path / "sewd-owl"
+    caplog.set_level(logging.INFO)
+    rc = _script("train").main([
+        "--model_name_or_path", str(base), "--dataset", str(seed_ds), "--output_dir", str(out),
+        "--token", TOKEN, "--push_to_hub", "True", "--hub_model_id", "someone/sewd-owl", *SMOKE])
+    logs = capsys.readouterr()
+    assert rc == 0, logs.err[-2000:]
+
+    # Splits by recording: no recording on both sides, and every recording is somewhere.
+    splits = json.loads((out / "splits.json").read_text())
+    assert set(splits) == {"train", "validation"}
+    assert not set(splits["train"]) & set(splits["validation"])
+    assert sorted(splits["train"] + splits["validation"]) == sorted(r for r, _, _ in RECORDINGS)
+
+    # No token anywhere: files (checkpoints and training_args.bin included), logs, stdout.
+    assert _files_holding(out) == []
+    for text in (logs.out, logs.err, caplog.text):
+        assert TOKEN not in text and ENV_TOKEN not in text
+    card = (out / "README.md").read_text()
+    assert "--token ***" in card and "--output_dir" in card
+    args = torch.load(out / "training_args.bin", weights_only=False)
+    assert args.hub_token is None
+
+    # The best checkpoint by F0.5 was kept (evaluated after every step, 3 candidates).
+    state = json.loads((out / "trainer_state.json").read_text())
+    evals = [(h["step"], h["eval_f0.5"]) for h in state["log_history"] if "eval_f0.5" in h]
+    assert len(evals) == 3
+    assert state["best_metric"] == pytest.approx(max(v for _, v in evals))
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{next(s for s, v in evals if v == max(v for _, v in evals))}")
+
+    cfg = _check_loads_everywhere(out)
+    assert cfg["model_type"] == "sew-d"
+    # The base's weights were used (the frozen convolutional front end is the base's, unchanged).
+    from safetensors.torch import load_file
+
+    tuned, orig = load_file(out / "model.safetensors"), load_file(base / "model.safetensors")
+    key = "feature_extractor.conv_layers.0.conv.weight"
+    assert torch.equal(tuned[f"sew_d.{key}"], orig[key])
+
+    # Pushed: what a user needs, nothing secret, never the token.
+    (api,) = FakeHfApi.instances
+    assert api.token == TOKEN and api.repos == [("someone/sewd-owl", "model", None)]
+    assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "splits.json"} <= set(api.files)
+    assert "training_args.bin" not in api.files and not any(f.startswith("checkpoint") for f in api.files)
+    for name, data in api.files.items():
+        assert TOKEN.encode() not in data and ENV_TOKEN.encode() not in data, name
+        if not name.endswith(".safetensors"):
+            assert b"hf_" not in data, name
+    assert json.loads(api.files["config.json"])["owl_threshold"] == cfg["owl_threshold"]
+
+
+@pytest.mark.parametrize("arch", ["wav2vec2", "hubert", "ast", "whisper"])
+def test_real_checkpoint_shapes_fine_tune(arch, seed_ds_inverted, tmp_path):
+    """wav2vec2 pre-training weights, head-less HuBERT, AST with 527 AudioSet labels, a Whisper
+    encoder-decoder: each fine-tuned a few steps (on the inverted-ClassLabel dataset), then loaded."""
+    base = save_base_checkpoint(arch, tmp_path / f"base-{arch}")
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", str(base), "--dataset", str(seed_ds_inverted), "--output_dir", str(out),
+            *SMOKE[:SMOKE.index("--eval_steps")], "--eval_steps", "3", *SMOKE[SMOKE.index("--eval_steps") + 2:]]
+    argv[argv.index("--max_steps") + 1] = "2"
+    assert _script("train").main(argv) == 0
+    _check_loads_everywhere(out)
+    splits = json.loads((out / "splits.json").read_text())
+    assert not set(splits["train"]) & set(splits["validation"])
