@@ -247,3 +247,55 @@ def test_real_checkpoint_shapes_fine_tune(arch, seed_ds_inverted, tmp_path):
     _check_loads_everywhere(out)
     splits = json.loads((out / "splits.json").read_text())
     assert not set(splits["train"]) & set(splits["validation"])
+
+
+# ------------------------------------------------------------------------------------- several processes
+
+
+def test_two_cpu_processes_share_sampler_and_time_budget(tmp_path):
+    """torchrun, two CPU processes (gloo), accelerate's batch sharding, a real broadcast."""
+    import subprocess
+
+    from dist_worker import LABELS
+
+    from owlfinder.train.distributed import BalancedSampler
+
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(REPO / "tests" / "dist_worker.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["world"] == r1["world"] == 2
+    sampler = BalancedSampler(LABELS, seed=4)
+    for epoch in range(2):
+        seq = list(sampler)
+        batches = [seq[i:i + 5] for i in range(0, len(seq), 5)]
+        # every process drew the same balanced sequence and took its own half of the batches
+        assert r0["epochs"][epoch] == batches[0::2] and r1["epochs"][epoch] == batches[1::2]
+        owl_share = np.mean([LABELS[i] == 0 for b in batches for i in b])
+        assert 0.35 < owl_share < 0.65  # balanced: 10 % of the clips, about half of the draws
+    assert r0["epochs"][0] != r0["epochs"][1]
+    assert r0["stop_when_rank1_over"] is None and r1["stop_when_rank1_over"] is None
+    assert r0["stop_when_rank0_over"] == r1["stop_when_rank0_over"] == 1
+
+
+def test_time_budget_follows_process_zero_decision():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainerState
+
+    from owlfinder.train.distributed import TimeBudgetCallback
+
+    seen = []
+
+    def sync(flag, device):  # what process 0 decided, as a broadcast would deliver it
+        seen.append(flag)
+        return True
+
+    cb = TimeBudgetCallback(1e9, sync=sync)
+    args = SimpleNamespace(process_index=1, device="cpu", eval_strategy="steps")
+    cb.on_train_begin(args, TrainerState(), TrainerControl())
+    control = TrainerControl()
+    cb.on_step_end(args, TrainerState(), control)
+    assert seen == [False] and control.should_training_stop and control.should_save and control.should_evaluate
