@@ -396,3 +396,29 @@ def test_birdnet_windows_become_a_detection(tmp_path):
     assert det.starts_s.tolist() == [0.0, 3.0, 6.0, 9.0] and det.ends_s[-1] == 10.0
     assert det.scores.tolist() == pytest.approx([0.0, 0.8, 0.0, 0.2])
     assert [(e.start_s, e.end_s) for e in det.events] == [(3.0, 6.0)]
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+
+
+def test_reproduce_command_hides_every_token_form(monkeypatch):
+    from owlfinder.train.modelcard import reproduce_command
+
+    monkeypatch.setenv("HF_TOKEN", ENV_TOKEN)
+    line = reproduce_command(["--dataset", "d", "--token", TOKEN, f"--hub_token={TOKEN}", "--model_name", ENV_TOKEN,
+                              "--note", "hf_abcdefghijkl"])
+    assert "--token ***" in line and "--hub_token=***" in line and "--dataset d" in line
+    assert TOKEN not in line and ENV_TOKEN not in line and "hf_abc" not in line
+
+
+def test_push_refuses_a_folder_holding_a_token(tmp_path):
+    from owlfinder.train.publish import PublishError, push_model
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "x", "note": TOKEN}))
+    (tmp_path / "training_args.bin").write_bytes(b"never uploaded")
+    api = FakeHfApi()
+    with pytest.raises(PublishError, match="config.json holds a Hub token") as err:
+        push_model(tmp_path, "me/m", api=api, token=TOKEN)
+    assert TOKEN not in str(err.value) and api.repos == [] and api.files == {}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "x"}))
+    assert push_model(tmp_path, "me/m", api=api, token=TOKEN) == ["config.json"]
