@@ -255,10 +255,12 @@ def test_real_checkpoint_shapes_fine_tune(arch, seed_ds_inverted, tmp_path):
     argv = ["--model_name_or_path", str(base), "--dataset", str(seed_ds_inverted), "--output_dir", str(out),
             *SMOKE[:SMOKE.index("--eval_steps")], "--eval_steps", "3", *SMOKE[SMOKE.index("--eval_steps") + 2:]]
     argv[argv.index("--max_steps") + 1] = "2"
-    assert _script("train").main(argv) == 0
+    # hold out whole sites (WCS5's two nights together), through the CLI's --group_regex
+    assert _script("train").main([*argv, "--group_regex", r"^(?P<group>[A-Z]+\d|\d+)_"]) == 0
     _check_loads_everywhere(out)
     splits = json.loads((out / "splits.json").read_text())
     assert not set(splits["train"]) & set(splits["validation"])
+    assert sorted(splits["train"] + splits["validation"]) == ["555995", "556010", "557001", "BRK2", "WCS5"]
 
 
 # ------------------------------------------------------------------------------------- several processes
