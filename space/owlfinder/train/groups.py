@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from owlfinder.durable import atomic_write_text
+from owlfinder.errors import OwlFinderError
 
 __all__ = ["SEGMENT_RE", "GroupError", "derive_groups", "recording_of", "split_groups", "store_column",
            "write_splits"]
@@ -32,7 +33,7 @@ __all__ = ["SEGMENT_RE", "GroupError", "derive_groups", "recording_of", "split_g
 SEGMENT_RE = re.compile(r"^(?P<group>.+?)[_\-. ](?:segment|seg)[_\-]?\d+$", re.IGNORECASE)
 
 
-class GroupError(ValueError):
+class GroupError(OwlFinderError, ValueError):
     """Groups that cannot be derived as asked; ``str(err)`` is one line."""
 
 

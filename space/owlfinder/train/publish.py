@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from owlfinder.errors import OwlFinderError
 from owlfinder.train.modelcard import TOKEN_RE, secrets_in_env
 
 __all__ = ["PUBLISHED_FILES", "PublishError", "find_secrets", "publishable_files", "push_model"]
@@ -26,7 +27,7 @@ PUBLISHED_FILES = ("config.json", "model.safetensors", "model-*.safetensors", "m
 TENSOR_SUFFIXES = frozenset({".safetensors", ".pt", ".pth", ".ckpt"})
 
 
-class PublishError(Exception):
+class PublishError(OwlFinderError):
     """A push that must not or cannot happen; ``str(err)`` is one line and holds no secret."""
 
 
