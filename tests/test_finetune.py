@@ -424,3 +424,17 @@ def test_push_refuses_a_folder_holding_a_token(tmp_path):
     assert TOKEN not in str(err.value) and api.repos == [] and api.files == {}
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "x"}))
     assert push_model(tmp_path, "me/m", api=api, token=TOKEN) == ["config.json"]
+
+
+def test_loss_is_not_scaled_by_the_number_of_processes(tmp_path):
+    """Trainer multiplies the loss of a model taking **kwargs by the process count (it expects a sum over
+    num_items_in_batch); our losses are batch means, so N processes would train at N times the rate (measured
+    with two CPU processes before the fix: train_loss 1.386 = 2 x ln 2 at the start instead of 0.693)."""
+    from transformers import Trainer, TrainingArguments
+
+    from owlfinder.train.trainer import OwlTrainer, build_model
+
+    model, _fe, _ = build_model(from_config="owl-whisper-micro")
+    args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    assert Trainer(model=model, args=args).model_accepts_loss_kwargs  # the precondition of the bug
+    assert OwlTrainer(model=model, args=args, balance="none").model_accepts_loss_kwargs is False

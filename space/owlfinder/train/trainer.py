@@ -387,6 +387,10 @@ class OwlTrainer(Trainer):
         self.balance = balance
         self.class_weights = class_weights
         self.card_writer = card_writer
+        # Our losses are per-batch means (the models' own, or the weighted one below), never sums over
+        # num_items_in_batch; left True (models taking **kwargs), Trainer multiplies them by the number of
+        # processes, so N processes would train at N times the learning rate.
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.balance != "loss" or self.class_weights is None or "labels" not in inputs:
