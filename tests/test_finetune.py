@@ -438,3 +438,17 @@ def test_loss_is_not_scaled_by_the_number_of_processes(tmp_path):
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     assert Trainer(model=model, args=args).model_accepts_loss_kwargs  # the precondition of the bug
     assert OwlTrainer(model=model, args=args, balance="none").model_accepts_loss_kwargs is False
+
+
+def test_secret_scan_reads_big_files_in_pieces(tmp_path):
+    import os
+    import re
+
+    from owlfinder.train.publish import _holds
+
+    f = tmp_path / "optimizer.pt"
+    f.write_bytes(os.urandom(1000) + TOKEN.encode() + os.urandom(1000))
+    for block in (7, 64, 1010, 1 << 20):  # the token straddles pieces for the small blocks
+        assert _holds(f, [TOKEN.encode()], None, block=block)
+        assert _holds(f, [], re.compile(rb"hf_[A-Za-z0-9]{8,}"), block=block)
+        assert not _holds(f, [ENV_TOKEN.encode()], None, block=block)

@@ -50,10 +50,25 @@ def find_secrets(paths: Iterable[str | os.PathLike], secrets: Iterable[str | Non
     for p in map(Path, paths):
         files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
         for f in files:
-            data = f.read_bytes()
-            if any(n in data for n in needles) or (f.suffix not in TENSOR_SUFFIXES and rx.search(data)):
+            if _holds(f, needles, None if f.suffix in TENSOR_SUFFIXES else rx):
                 hits.append(f)
     return hits
+
+
+def _holds(path: Path, needles: list[bytes], rx: re.Pattern | None, block: int = 1 << 24) -> bool:
+    """True when ``path`` contains a needle or a match of ``rx``, read in ``block``-byte pieces (optimizer
+    states can be gigabytes) that overlap by enough to catch one straddling two pieces."""
+    overlap = max([len(n) for n in needles] + [256])
+    tail = b""
+    with path.open("rb") as fh:
+        while True:
+            piece = fh.read(block)
+            if not piece:
+                return False
+            data = tail + piece
+            if any(n in data for n in needles) or (rx is not None and rx.search(data)):
+                return True
+            tail = data[-overlap:]
 
 
 def push_model(folder: str | os.PathLike, repo_id: str, *, api=None, token: str | None = None,
