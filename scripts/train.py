@@ -14,7 +14,9 @@ never by clip, unless the store has its own validation split. The best checkpoin
 kept; its threshold is then calibrated on validation (the lowest reaching ``--target_precision``) and
 written into the saved ``config.json`` as ``owl_threshold``, which detection uses by default. A model card
 (README.md) is written beside it and pushed with ``--push_to_hub`` (``--hub_model_id``; token from
-``HF_TOKEN``).
+``--token``/``--hub_token``/``HF_TOKEN``, used for Hub calls only: never written to any file, card or log).
+Groups (recordings) come from the data (see ``owlfinder.train.groups``); ``splits.json`` in the output
+folder lists the groups of each split.
 
 A non-empty ``--output_dir`` is refused unless ``--resume`` (continue from its last checkpoint) or
 ``--overwrite_output_dir`` (start afresh). ``--max_steps`` and ``--time_budget_min`` bound smoke runs.
@@ -26,7 +28,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 
@@ -39,7 +40,15 @@ from owlfinder.evaluation.metrics import make_compute_metrics
 from owlfinder.train.augment import Augmenter
 from owlfinder.train.calibration import DEFAULT_TARGET_PRECISION
 from owlfinder.train.clipsets import DataError, load_clip_sets, train_validation_sets
-from owlfinder.train.modelcard import credits_for_groups, render_model_card
+from owlfinder.train.groups import write_splits
+from owlfinder.train.modelcard import (
+    credits_for_groups,
+    redact_secrets,
+    render_model_card,
+    reproduce_command,
+    secrets_in_env,
+)
+from owlfinder.train.publish import PublishError, find_secrets, push_model
 from owlfinder.train.trainer import (
     NAMED_CONFIGS,
     AudioCollator,
@@ -134,6 +143,14 @@ class DataTrainingArguments:
     synthetic_positives: bool = field(
         default=True, metadata={"help": "Say in the model card that the owl clips are synthetic."}
     )
+    group_column: str | None = field(
+        default=None, metadata={"help": "Split by this column (e.g. site) instead of the group/source column or "
+                                        "the recording in <recording>_segment_<n> file names."}
+    )
+    group_regex: str | None = field(
+        default=None, metadata={"help": "Regex narrowing each file name (or --group_column value) to its group: "
+                                        "(?P<group>...), else the first group, else the whole match."}
+    )
 
 
 @dataclass
@@ -198,6 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --dataset is required (a dataset store or a folder with owl/ and not_owl/)", file=sys.stderr)
         return 2
     token = model_args.token or training_args.hub_token or os.environ.get("HF_TOKEN")
+    secrets = [model_args.token, training_args.hub_token, *secrets_in_env()]
+    _redact_logs(secrets)
+    # Trainer pickles its arguments into training_args.bin and pushes whole folders: keep the token out of
+    # both (it is passed to the Hub calls only) and publish with push_model instead.
+    training_args.hub_token = None
+    want_push, training_args.push_to_hub = training_args.push_to_hub, False
+    if want_push and not training_args.hub_model_id:
+        print("error: --push_to_hub needs --hub_model_id owner/name", file=sys.stderr)
+        return 2
     try:
         resume_ckpt = check_output_dir(training_args.output_dir, resume=run_args.resume,
                                        overwrite=run_args.overwrite_output_dir,
@@ -210,11 +236,15 @@ def main(argv: list[str] | None = None) -> int:
 
         # Data: clips in memory, split by group.
         sets = load_clip_sets(data_args.dataset, sampling_rate=SAMPLE_RATE, clip_s=data_args.window_s, token=token,
-                              progress=training_args.should_log)
+                              progress=training_args.should_log, group_column=data_args.group_column,
+                              group_regex=data_args.group_regex)
         train_set, val_set, split_how = train_validation_sets(sets, validation_fraction=data_args.validation_fraction,
                                                               seed=training_args.seed)
         logger.info("train: %s", train_set.describe())
         logger.info("validation: %s (%s)", val_set.describe(), split_how)
+        if training_args.process_index == 0:
+            write_splits(training_args.output_dir, {"train": train_set.groups, "validation": val_set.groups,
+                                                    **({"test": sets["test"].groups} if "test" in sets else {})})
         if not train_set.is_owl.any() or train_set.is_owl.all():
             raise TrainingError(f"the training split needs both classes, has {train_set.counts()}")
         if not val_set.is_owl.any():
@@ -227,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             sampling_rate=SAMPLE_RATE, window_s=data_args.window_s, token=token,
             freeze_feature_encoder=model_args.freeze_feature_encoder, cache_dir=model_args.cache_dir)
     except (TrainingError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_secrets(str(err), secrets)}", file=sys.stderr)
         return 2
 
     aug_cfg = default_augment(data_args.no_augment)
@@ -320,16 +350,47 @@ def main(argv: list[str] | None = None) -> int:
                  "none": "none"}[data_args.balance],
         credits=credits,
         synthetic_positives=data_args.synthetic_positives,
-        reproduce=run_args.reproduce or "python scripts/train.py " + " ".join(shlex.quote(a) for a in argv),
+        reproduce=redact_secrets(run_args.reproduce, secrets) if run_args.reproduce else reproduce_command(argv, secrets),
         hub_model_id=training_args.hub_model_id,
     )
     write_card(training_args.output_dir)
     summary = {"threshold": fin.calibration.threshold, "calibration": fin.calibration.message,
                "validation": fin.metrics, "output_dir": training_args.output_dir}
     print(json.dumps(summary, indent=1, default=str))
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="owlfinder: trained and calibrated model")
+    leaks = find_secrets([training_args.output_dir], secrets)
+    if leaks:  # a last check: nothing written may hold the token, pushed or not
+        print(f"error: {leaks[0]} holds a Hub token; not pushing", file=sys.stderr)
+        return 1
+    if want_push:
+        try:
+            pushed = push_model(training_args.output_dir, training_args.hub_model_id, token=token,
+                                private=training_args.hub_private_repo, secrets=secrets)
+        except PublishError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"pushed {', '.join(pushed)} to {training_args.hub_model_id}", file=sys.stderr)
     return 0
+
+
+class _RedactFilter(logging.Filter):
+    """Masks Hub tokens in every log record (a library may log a URL or an argument holding one)."""
+
+    def __init__(self, secrets: list[str | None]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact_secrets(msg, self.secrets)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _redact_logs(secrets: list[str | None]) -> None:
+    roots = (logging.getLogger(), transformers.utils.logging.get_logger())  # transformers has its own handler
+    for handler in [h for lg in roots for h in lg.handlers]:
+        handler.addFilter(_RedactFilter(secrets))
 
 
 if __name__ == "__main__":
