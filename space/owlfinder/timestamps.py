@@ -6,12 +6,15 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-__all__ = ["offset_time", "parse_recording_start"]
+__all__ = ["offset_time", "parse_recording_start", "parse_site"]
 
 # Australian Acoustic Observatory: 20210603T080000+1000_Site-Name_12345.flac (or a trailing Z for UTC).
 _A2O = re.compile(r"(?<!\d)(\d{8})T(\d{6})(Z|[+-]\d{4})?(?!\d)")
 # AudioMoth: 20240101_203000.WAV; Song Meter: SITE_20240101_203000.wav (local or UTC per recorder setup).
 _MOTH = re.compile(r"(?<!\d)(\d{8})_(\d{6})(?!\d)")
+# The site in an A2O name (between the start and the trailing recording id) or a Song Meter prefix.
+_A2O_SITE = re.compile(r"^\d{8}T\d{6}(?:Z|[+-]\d{4})?_(.+)_\d+$")
+_SM_SITE = re.compile(r"^(.*[^\d_].*?)_\d{8}_\d{6}$")
 
 
 def parse_recording_start(name: str) -> datetime | None:
@@ -49,3 +52,18 @@ def offset_time(start: datetime | None, seconds: float) -> str | None:
     if start is None:
         return None
     return (start + timedelta(seconds=float(seconds))).isoformat(timespec="milliseconds")
+
+
+def parse_site(name: str) -> str | None:
+    """The recording site a file name gives, or ``None``.
+
+    A2O: ``20210603T080000+1000_Site-Name_12345.flac`` gives ``Site-Name``; Song Meter:
+    ``SITE_20240101_203000.wav`` gives ``SITE``. AudioMoth names (``20240101_203000.WAV``) name no site.
+    """
+    stem = Path(str(name).replace("\\", "/")).name
+    stem = stem[: stem.index(".")] if "." in stem else stem
+    for rx in (_A2O_SITE, _SM_SITE):
+        m = rx.match(stem)
+        if m:
+            return m.group(1)
+    return None
