@@ -131,3 +131,40 @@ def test_bad_site_threshold_entry_is_one_line_error(site_model, tmp_path):
         load_classifier(d, device="cpu")
     write_site_thresholds(d, {})
     assert "owl_site_thresholds" not in json.loads((d / "config.json").read_text())
+
+
+def test_the_space_uses_and_shows_the_site_threshold(site_model, tmp_path):
+    from owlfinder.ui.config import AppConfig
+    from owlfinder.ui.detect_service import DetectService
+
+    write_site_thresholds(site_model, {"Owl-Gully": {"threshold": 0.123, "message": "per-site threshold for "
+                                                     "Owl-Gully from 9 verified clips"}})
+    clf = load_classifier(site_model, device="cpu")
+    svc = DetectService(AppConfig(tmp_dir=tmp_path / "scratch", data_dir=tmp_path / "d", update_every_s=0.0),
+                        classifier=clf)
+    assert svc.model_info()["site_thresholds"] == {"Owl-Gully": 0.123}
+    src = write_tone_file(tmp_path / "tone.wav", 12.0, seed=4)
+    here = a2o_filename("20210603T200000+1000", "Owl-Gully", 1, ".wav")
+    there = a2o_filename("20210603T200000+1000", "Far-Ridge", 1, ".wav")
+
+    def upload(name: str) -> Path:
+        p = tmp_path / "up" / name
+        p.parent.mkdir(exist_ok=True)
+        shutil.copyfile(src, p)
+        return p
+
+    doc = svc.detect_json(upload(here), here)
+    assert doc["threshold"] == pytest.approx(0.123) and "per-site threshold for Owl-Gully" in doc["threshold_note"]
+    doc = svc.detect_json(upload(there), there)
+    assert doc["threshold"] == pytest.approx(clf.threshold) and "no per-site threshold for Far-Ridge" in \
+        doc["threshold_note"]
+    doc = svc.detect_json(upload(here), here, threshold=0.7)
+    assert doc["threshold"] == pytest.approx(0.7) and doc["threshold_note"] == "set by hand"
+
+    # The Detect tab: the slider left at the model's value lets the site choose; the summary says which and why.
+    *_, (session, view) = svc.run(None, upload(here), round(clf.threshold, 3), display_name=here)
+    assert session.detection.threshold == pytest.approx(0.123)
+    assert "Threshold 0.12: per-site threshold for Owl-Gully" in view.summary
+    session, view = svc.rethreshold(session, 0.3)
+    assert "Threshold 0.30: set by hand" in view.summary
+    session.close()
