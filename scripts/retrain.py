@@ -35,6 +35,7 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -188,6 +189,20 @@ def _fit(args: RetrainArguments, targs: TrainingArguments, train_set: ClipSet, v
                           "train runtime (s)": round(result.metrics.get("train_runtime", 0.0), 1)})
 
 
+def _reproduce(argv: list[str]) -> str | None:
+    """This command for the card, without any token given on the command line."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a.split("=", 1)[0] in ("--hub_token", "--token"):
+            skip = "=" not in a
+            continue
+        out.append("<token>" if a.startswith("hf_") else shlex.quote(a))
+    return "python scripts/retrain.py " + " ".join(out) if out else None
+
+
 def _put_round_section(card: Path, md: str) -> None:
     block = f"{ROUND_BEGIN}\n## This labelling round: before and after\n\n{md.strip()}\n{ROUND_END}\n"
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
@@ -299,7 +314,7 @@ def run(args: RetrainArguments, targs: TrainingArguments, *, api=None) -> dict:
             data_source=", ".join(f"`{d}`" for d in [args.verdicts, *args.base]),
             split_how="; ".join(x for x in (sp.how, val_how, base_how) if x), split_counts=split_counts,
             balance=args.balance, credits=credits_for_groups([*train_set.groups, *val_set.groups]),
-            reproduce="python scripts/retrain.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else None,
+            reproduce=_reproduce(sys.argv[1:]),
             **card_facts))
     _put_round_section(card, md)
     if decision.promote:

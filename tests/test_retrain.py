@@ -326,6 +326,20 @@ def test_the_spaces_dataset_folder_alone(loop, caplog):
     assert rc == 0
     assert "split by time blocks" in (loop["w"] / "train-alone" / "README.md").read_text()
     assert "split by time blocks" in caplog.text
+    # train.py with the base dataset beside the verdicts: each keeps its own groups and split rule.
+    rc = _script("train").main(["--from_config", "owl-whisper-micro", "--dataset", str(loop["verdicts"]),
+                                str(loop["w"] / "base"), "--output_dir", str(loop["w"] / "train-both"),
+                                "--max_steps", "1", "--block_s", "60", "--gap_s", "10", "--disable_tqdm", "True"])
+    assert rc == 0
+    card = (loop["w"] / "train-both" / "README.md").read_text()
+    assert "dataset: only 1 recording group" in card and "base: by group" in card
+    assert "hard negatives weighted by reason" in caplog.text
+
+
+def test_the_card_never_shows_a_token_given_on_the_command_line():
+    retrain = _script("retrain")
+    text = retrain._reproduce(["--model", "m", "--hub_token", TOKEN, "--token=" + TOKEN, "--x", TOKEN])
+    assert TOKEN not in text and "--model m" in text
 
 
 def test_bad_input_is_one_line(loop, tmp_path, capsys):
