@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from owlfinder.detect import batch
-from owlfinder.detect.engine import DetectionParams
+from owlfinder.detect.detection import DetectionParams
 from owlfinder.detect.exports import FORMATS
 from owlfinder.detect.model import ModelError, load_classifier
 
