@@ -1,4 +1,4 @@
-"""The assisted loop on synthetic data: the Space detects, the labelling queue takes verdicts, retrain.py
+"""The assisted loop on synthetic data: the Space detects, the labelling API takes verdicts, retrain.py
 measures, fine-tunes, compares and promotes (or refuses), and the promoted model loads in the Space.
 Plus the parts: time-block splits, several sources, reason weights, the promotion rule, the Hub push."""
 
@@ -194,11 +194,13 @@ def loop(tmp_path_factory):
     if not (BUNDLED_MODEL / "config.json").exists():
         pytest.skip("no bundled starter model")
     from owlfinder.detect.model import load_classifier
+    from owlfinder.labelling.access import LabelGate
     from owlfinder.labelling.queue import LabelQueue
     from owlfinder.synth.calls import make_clips
     from owlfinder.synth.nights import a2o_filename, make_night
     from owlfinder.ui.config import AppConfig
     from owlfinder.ui.detect_service import DetectService
+    from owlfinder.ui.label_service import Caller, LabelService
 
     w = tmp_path_factory.mktemp("loop")
     make_clips(w / "base", 60, None, seed=1, progress=False, snr_db_range=(3, 20))
@@ -217,16 +219,20 @@ def loop(tmp_path_factory):
     shutil.copyfile(night, upload)
     svc.detect_json(upload, night.name)
 
-    # A labeller gives every queued clip a verdict (from the night's ground truth), with reasons.
+    # A labeller gives every queued clip a verdict through the labelling API (/next, /label), from the
+    # night's ground truth, with reasons for the confusers.
+    api = LabelService(queue, LabelGate())
+    caller = Caller()
     n = 0
-    while (clip := queue.next("ann")) is not None:
-        kinds = {e["kind"] for e in truth.events if e["start_s"] < clip.end_s and e["end_s"] > clip.start_s}
+    while (clip := api.api_next("ann", caller)["clip"]) is not None:
+        kinds = {e["kind"] for e in truth.events if e["start_s"] < clip["end_s"] and e["end_s"] > clip["start_s"]}
         if "owl" in kinds:
-            queue.label(clip.clip_id, "owl", "ann")
+            verdict, reason = "owl", ""
         elif kinds:
-            queue.label(clip.clip_id, "not_owl", "ann", reason="boobook" if "boobook" in kinds else "other owl")
+            verdict, reason = "not_owl", "boobook" if "boobook" in kinds else "other owl"
         else:
-            queue.label(clip.clip_id, "not_owl", "ann", reason="frog/insect" if n % 3 == 0 else None)
+            verdict, reason = "not_owl", "frog/insect" if n % 3 == 0 else ""
+        assert api.api_label(clip["clip_id"], verdict, reason, "ann", caller)["stored"]
         n += 1
     queue.close()
     return {"w": w, "current": current, "verdicts": data / "dataset", "n": n, "night": night, "truth": truth}
