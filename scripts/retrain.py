@@ -311,7 +311,9 @@ def run(args: RetrainArguments, targs: TrainingArguments, *, api=None) -> dict:
         atomic_write_text(card, render_model_card(
             model_name=args.push_to or out.name, model_path=args.push_to, sampling_rate=SAMPLE_RATE,
             window_s=cur.window_s, label_names=train_set.label_names,
-            data_source=", ".join(f"`{d}`" for d in [args.verdicts, *args.base]),
+            data_source=(f"verdicts given by people in the Space on flagged clips, `{args.verdicts}`"
+                         + "".join(f", base dataset `{d}`" for d in args.base)),
+            synthetic_positives=False,  # the round's owl clips are people's verdicts on real audio
             split_how="; ".join(x for x in (sp.how, val_how, base_how) if x), split_counts=split_counts,
             balance=args.balance, credits=credits_for_groups([*train_set.groups, *val_set.groups]),
             reproduce=_reproduce(sys.argv[1:]),

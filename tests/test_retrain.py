@@ -282,6 +282,7 @@ def test_loop_promotes_a_better_model_and_the_space_loads_it(loop, promoted, tmp
     card = (out / "model" / "README.md").read_text()
     assert "This labelling round: before and after" in card and "round held-out" in card
     assert "all new verdicts" in card and f"site {SITE}" in card
+    assert "verdicts given by people" in card and "learned from are synthetic" not in card
     for text in (card, (out / "report.json").read_text(), (out / "report.md").read_text(),
                  (out / "model" / "config.json").read_text(), capsys.readouterr().out, caplog.text):
         assert TOKEN not in text
