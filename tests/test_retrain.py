@@ -353,3 +353,30 @@ def test_bad_input_is_one_line(loop, tmp_path, capsys):
                                   "--output_dir", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nope" in err[0]
+
+
+def test_verdicts_from_the_hub(loop, promoted, tmp_path, monkeypatch):
+    """Hub ids instead of folders: the stores are read through (a fake) HfApi, with the env token."""
+    import huggingface_hub
+    from test_store import FakeHfApi as TinyHub
+
+    from owlfinder.data.store import DatasetStore
+
+    hub = TinyHub(tmp_path / "hub")
+    DatasetStore.open(loop["verdicts"]).push_to_hub("me/owl-verdicts", api=hub)
+    tokens = []
+
+    def make_api(token=None, **kw):
+        tokens.append(token)
+        return hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", make_api)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    out, _, _ = promoted
+    rc = _script("retrain").main(["--model", str(out / "model"), "--verdicts", "me/owl-verdicts",
+                                  "--candidate", str(out / "model"), "--output_dir", str(tmp_path / "o"), *ROUND_OPTS])
+    assert rc == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["round"]["n_clips"] == loop["n"] and report["round"]["location"] == "me/owl-verdicts"
+    assert report["promoted"]  # the same model is as good as itself
+    assert TOKEN in tokens and any(c[0] == "snapshot_download" for c in hub.calls)
