@@ -9,8 +9,12 @@
     # several processes / a GPU
     accelerate launch scripts/train.py ...
 
-Rows with an "unsure" verdict are left out. Train/validation are split by ``group`` (recording/site),
-never by clip, unless the store has its own validation split. The best checkpoint by validation F0.5 is
+Several ``--dataset`` values (e.g. the base Hub dataset and the Space's verdicts folder) are joined, each
+keeping its own groups. Rows with an "unsure" verdict are left out. Each dataset without its own validation
+split is split by ``group`` (recording/site), never by clip; one with fewer than ``--min_groups`` groups (a
+single labelled recording) is split by contiguous time blocks within its recordings instead, with a gap so
+that no two neighbouring clips land on both sides (``owlfinder.train.splits``). Not-owl clips labelled with a
+reason (boobook, koala, ...) weigh ``--hard_negative_weight`` in the loss. The best checkpoint by validation F0.5 is
 kept; its threshold is then calibrated on validation (the lowest reaching ``--target_precision``) and
 written into the saved ``config.json`` as ``owl_threshold``, which detection uses by default. A model card
 (README.md) is written beside it and pushed with ``--push_to_hub`` (``--hub_model_id``; token from
@@ -39,7 +43,7 @@ from owlfinder.data.schema import SAMPLE_RATE
 from owlfinder.evaluation.metrics import make_compute_metrics
 from owlfinder.train.augment import Augmenter
 from owlfinder.train.calibration import DEFAULT_TARGET_PRECISION
-from owlfinder.train.clipsets import DataError, load_clip_sets, train_validation_sets
+from owlfinder.train.clipsets import DataError
 from owlfinder.train.groups import write_splits
 from owlfinder.train.modelcard import (
     credits_for_groups,
@@ -49,6 +53,14 @@ from owlfinder.train.modelcard import (
     secrets_in_env,
 )
 from owlfinder.train.publish import PublishError, find_secrets, push_model
+from owlfinder.train.sources import (
+    DEFAULT_HARD_NEGATIVE_WEIGHT,
+    apply_reason_weights,
+    combine_sources,
+    load_sources,
+    parse_reason_weights,
+)
+from owlfinder.train.splits import DEFAULT_BLOCK_S, DEFAULT_GAP_S, DEFAULT_MIN_GROUPS
 from owlfinder.train.trainer import (
     NAMED_CONFIGS,
     AudioCollator,
@@ -114,10 +126,11 @@ class ModelArguments:
 class DataTrainingArguments:
     """Which data, and how it is used."""
 
-    dataset: str = field(
+    dataset: list[str] = field(
         default=None,
-        metadata={"help": "A dataset store (local folder with data/*.parquet, or a Hub dataset id) or a folder "
-                          "with owl/ and not_owl/ subfolders."},
+        metadata={"help": "One or more datasets, each a dataset store (local folder with data/*.parquet, or a Hub "
+                          "dataset id) or a folder with owl/ and not_owl/ subfolders; several are joined, each "
+                          "keeping its own groups and splits."},
     )
     validation_fraction: float = field(
         default=0.2, metadata={"help": "Share of clips (whole groups) held out when the data has no validation split."}
@@ -150,6 +163,22 @@ class DataTrainingArguments:
     group_regex: str | None = field(
         default=None, metadata={"help": "Regex narrowing each file name (or --group_column value) to its group: "
                                         "(?P<group>...), else the first group, else the whole match."}
+    )
+    min_groups: int = field(
+        default=DEFAULT_MIN_GROUPS,
+        metadata={"help": "A dataset without a validation split and with fewer recording groups than this is split "
+                          "by contiguous time blocks within its recordings instead of by group."},
+    )
+    block_s: float = field(default=DEFAULT_BLOCK_S, metadata={"help": "Time-block length (s) for that split."})
+    gap_s: float = field(
+        default=DEFAULT_GAP_S, metadata={"help": "Least time (s) between training and held-out clips of one recording."}
+    )
+    hard_negative_weight: float = field(
+        default=DEFAULT_HARD_NEGATIVE_WEIGHT,
+        metadata={"help": "Loss weight of not-owl clips labelled with a reason (boobook, koala, ...): hard negatives."},
+    )
+    reason_weights: str | None = field(
+        default=None, metadata={"help": "Per-reason weights overriding --hard_negative_weight, e.g. 'boobook=3,koala=2'."}
     )
 
 
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity_warning()
-    if data_args.dataset is None:
+    if not data_args.dataset:
         print("error: --dataset is required (a dataset store or a folder with owl/ and not_owl/)", file=sys.stderr)
         return 2
     token = model_args.token or training_args.hub_token or os.environ.get("HF_TOKEN")
@@ -235,16 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         set_seed(training_args.seed)
 
         # Data: clips in memory, split by group.
-        sets = load_clip_sets(data_args.dataset, sampling_rate=SAMPLE_RATE, clip_s=data_args.window_s, token=token,
-                              progress=training_args.should_log, group_column=data_args.group_column,
-                              group_regex=data_args.group_regex)
-        train_set, val_set, split_how = train_validation_sets(sets, validation_fraction=data_args.validation_fraction,
-                                                              seed=training_args.seed)
+        try:
+            reason_weights = parse_reason_weights(data_args.reason_weights, data_args.hard_negative_weight)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        sources = load_sources(data_args.dataset, sampling_rate=SAMPLE_RATE, clip_s=data_args.window_s, token=token,
+                               progress=training_args.should_log,
+                               group_column=data_args.group_column, group_regex=data_args.group_regex)
+        train_set, val_set, split_how, test_sets = combine_sources(
+            sources, validation_fraction=data_args.validation_fraction, seed=training_args.seed,
+            min_groups=data_args.min_groups, block_s=data_args.block_s, gap_s=data_args.gap_s)
+        hard = apply_reason_weights(train_set, reason_weights)
+        if hard:
+            logger.info("hard negatives weighted by reason: %s", ", ".join(
+                f"{n} {r} (x{reason_weights[r]:g})" for r, n in sorted(hard.items())))
         logger.info("train: %s", train_set.describe())
         logger.info("validation: %s (%s)", val_set.describe(), split_how)
         if training_args.process_index == 0:
             write_splits(training_args.output_dir, {"train": train_set.groups, "validation": val_set.groups,
-                                                    **({"test": sets["test"].groups} if "test" in sets else {})})
+                                                    **({"test": [g for cs in test_sets.values() for g in cs.groups]} if test_sets else {})})
         if not train_set.is_owl.any() or train_set.is_owl.all():
             raise TrainingError(f"the training split needs both classes, has {train_set.counts()}")
         if not val_set.is_owl.any():
@@ -316,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(data_args.credits, encoding="utf-8") as f:
             credits = f.read()
     split_counts = {name: {**s.counts(), "groups": len(set(s.groups))} for name, s in
-                    (("train", train_set), ("validation", val_set), *((k, v) for k, v in sets.items() if k == "test"))}
+                    (("train", train_set), ("validation", val_set),
+                     *((f"test ({k})" if len(test_sets) > 1 else "test", v) for k, v in test_sets.items()))}
     state = trainer.state
     card.update(
         model_name=(run_args.model_name or training_args.hub_model_id
@@ -329,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         sampling_rate=SAMPLE_RATE,
         window_s=data_args.window_s,
         label_names=train_set.label_names,
-        data_source=data_args.dataset_description or f"`{data_args.dataset}`",
+        data_source=data_args.dataset_description or ", ".join(f"`{d}`" for d in data_args.dataset),
         split_how=split_how,
         split_counts=split_counts,
         calibration=fin.calibration.to_dict(),

@@ -13,12 +13,16 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-__all__ = ["fmt_hms", "offset_time", "parse_recording_start", "recording_start", "utc_offset_label", "wall_clock"]
+__all__ = ["fmt_hms", "offset_time", "parse_recording_start", "parse_site", "recording_start",
+           "utc_offset_label", "wall_clock"]
 
 # Australian Acoustic Observatory: 20210603T080000+1000_Site-Name_12345.flac (or a trailing Z for UTC).
 _A2O = re.compile(r"(?<!\d)(\d{8})T(\d{6})(Z|[+-]\d{4})?(?!\d)")
 # AudioMoth: 20240101_203000.WAV; Song Meter: SITE_20240101_203000.wav (local or UTC per recorder setup).
 _MOTH = re.compile(r"(?<!\d)(\d{8})_(\d{6})(?!\d)")
+# The site in an A2O name (between the start and the trailing recording id) or a Song Meter prefix.
+_A2O_SITE = re.compile(r"^\d{8}T\d{6}(?:Z|[+-]\d{4})?_(.+)_\d+$")
+_SM_SITE = re.compile(r"^(.*[^\d_].*?)_\d{8}_\d{6}$")
 
 
 def parse_recording_start(name: str) -> datetime | None:
@@ -105,3 +109,18 @@ def utc_offset_label(recorded_at: str | None) -> str:
     minutes = int(off.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "-"
     return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def parse_site(name: str) -> str | None:
+    """The recording site a file name gives, or ``None``.
+
+    A2O: ``20210603T080000+1000_Site-Name_12345.flac`` gives ``Site-Name``; Song Meter:
+    ``SITE_20240101_203000.wav`` gives ``SITE``. AudioMoth names (``20240101_203000.WAV``) name no site.
+    """
+    stem = Path(str(name).replace("\\", "/")).name
+    stem = stem[: stem.index(".")] if "." in stem else stem
+    for rx in (_A2O_SITE, _SM_SITE):
+        m = rx.match(stem)
+        if m:
+            return m.group(1)
+    return None

@@ -63,6 +63,9 @@ class ClipSet:
         names: a readable name per clip (file and offset), for reports.
         label_names: class names (``["owl", "not_owl"]``).
         sampling_rate: Hz.
+        starts: where each clip starts in its recording, s (``None`` when unknown); time-block splits use it.
+        sources: the recording each clip was cut from (default: its group).
+        weights: per-clip loss weight (default 1; hard negatives with a labelling reason weigh more).
     """
 
     audio: np.ndarray
@@ -72,12 +75,21 @@ class ClipSet:
     names: list[str]
     label_names: list[str] = field(default_factory=lambda: list(LABELS))
     sampling_rate: int = SAMPLE_RATE
+    starts: list[float | None] | None = None
+    sources: list[str] | None = None
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.audio)
         if not (len(self.labels) == len(self.groups) == len(self.reasons) == len(self.names) == n):
             raise ValueError("audio, labels, groups, reasons and names need one entry per clip")
         self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.starts = list(self.starts) if self.starts is not None else [None] * n
+        self.sources = list(self.sources) if self.sources is not None else list(self.groups)
+        self.weights = (np.asarray(self.weights, dtype=np.float32) if self.weights is not None
+                        else np.ones(n, dtype=np.float32))
+        if not len(self.starts) == len(self.sources) == len(self.weights) == n:
+            raise ValueError("starts, sources and weights need one entry per clip")
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -99,7 +111,8 @@ class ClipSet:
         idx = np.asarray(idx, dtype=np.int64)
         return ClipSet(self.audio[idx], self.labels[idx], [self.groups[i] for i in idx],
                        [self.reasons[i] for i in idx], [self.names[i] for i in idx], list(self.label_names),
-                       self.sampling_rate)
+                       self.sampling_rate, [self.starts[i] for i in idx], [self.sources[i] for i in idx],
+                       self.weights[idx])
 
     def counts(self) -> dict[str, int]:
         """Clips per class name."""
@@ -116,7 +129,9 @@ class ClipSet:
             raise ValueError("nothing to concatenate")
         return ClipSet(np.concatenate([s.audio for s in sets]), np.concatenate([s.labels for s in sets]),
                        [g for s in sets for g in s.groups], [r for s in sets for r in s.reasons],
-                       [n for s in sets for n in s.names], list(sets[0].label_names), sets[0].sampling_rate)
+                       [n for s in sets for n in s.names], list(sets[0].label_names), sets[0].sampling_rate,
+                       [t for s in sets for t in s.starts], [r for s in sets for r in s.sources],
+                       np.concatenate([s.weights for s in sets]))
 
 
 def _to_int16(y: np.ndarray) -> np.ndarray:
@@ -146,7 +161,7 @@ def load_folder(path: str | os.PathLike, *, sampling_rate: int = SAMPLE_RATE, cl
     if not files:
         raise DataError(f"{root}: no audio files under owl/ or not_owl/")
     n = int(round(clip_s * sampling_rate))
-    audio, labels, groups, names = [], [], [], []
+    audio, labels, groups, names, starts, sources = [], [], [], [], [], []
     for p, lab, base in tqdm(files, desc="reading clips", unit="file", disable=not progress):
         rel = p.relative_to(base)
         group = recording_of(rel.name) if rel.parent == Path(".") else rel.parent.as_posix()
@@ -156,12 +171,14 @@ def load_folder(path: str | os.PathLike, *, sampling_rate: int = SAMPLE_RATE, cl
                 labels.append(lab)
                 groups.append(group)
                 names.append(f"{p.relative_to(root).as_posix()}@{start:.1f}")
+                starts.append(float(start))
+                sources.append(p.relative_to(root).as_posix())
         except _audio.AudioError as err:
             raise DataError(f"{p}: {err.reason}") from None
     if not audio:
         raise DataError(f"{root}: no clip of at least {min_s:g} s")
     return ClipSet(np.stack(audio), np.array(labels), groups, [None] * len(audio), names,
-                   list(LABELS), sampling_rate)
+                   list(LABELS), sampling_rate, starts, sources)
 
 
 def _decode(blob: dict, sampling_rate: int, n: int, where: str) -> np.ndarray:
@@ -241,8 +258,9 @@ def load_store(location: str | os.PathLike, *, splits: Sequence[str] | None = No
                                          where=f"{location} [{split}]")
         except GroupError as err:
             raise DataError(str(err)) from None
+        sources = [s or f or g for s, f, g in zip(cols["source"], cols["filename"], groups, strict=True)]
         out[split] = ClipSet(audio, np.asarray(cols["label"]), groups, list(cols["reason"]), names,
-                             label_names, sampling_rate)
+                             label_names, sampling_rate, list(cols["start_s"]), sources)
     if not out:
         raise DataError(f"{location}: no labelled (owl/not_owl) rows")
     return out

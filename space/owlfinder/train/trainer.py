@@ -318,7 +318,7 @@ class ClipDataset(torch.utils.data.Dataset):
                     self.augmenter.rng = np.random.default_rng([info.seed % 2**32, info.id])
                 self._worker_seeded = True
             y = self.augmenter(y, label == self.clips.positive_index)
-        return {"audio": y, "label": label}
+        return {"audio": y, "label": label, "weight": float(self.clips.weights[int(i)])}
 
 
 @dataclass
@@ -352,6 +352,8 @@ class AudioCollator:
         batch = self.feature_extractor(waves, sampling_rate=self.model_rate, return_tensors="pt")
         out = {k: v for k, v in batch.items() if k in self.input_names and isinstance(v, torch.Tensor)}
         out["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
+        if any("weight" in f for f in features):  # per-clip loss weights (hard negatives), see OwlTrainer
+            out["sample_weight"] = torch.tensor([float(f.get("weight", 1.0)) for f in features], dtype=torch.float32)
         return out
 
 
@@ -393,15 +395,25 @@ class OwlTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.balance != "loss" or self.class_weights is None or "labels" not in inputs:
+        inputs = dict(inputs)
+        sample_weight = inputs.pop("sample_weight", None)
+        uniform = sample_weight is None or bool(torch.all(sample_weight == 1))
+        use_cw = self.balance == "loss" and self.class_weights is not None
+        if (not use_cw and uniform) or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
-        inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(logits.device),
-                                                 weight=self.class_weights.to(logits.device))
+        labels = labels.to(logits.device)
+        # Weighted mean: class weight times clip weight (hard negatives weigh more), as cross_entropy's
+        # own weighted mean does for class weights alone.
+        w = (self.class_weights.to(logits.device)[labels] if use_cw
+             else torch.ones(len(labels), device=logits.device))
+        if sample_weight is not None:
+            w = w * sample_weight.to(logits.device)
+        per = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        loss = (per * w).sum() / w.sum().clamp_min(1e-12)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
