@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from gradio_client.exceptions import AppError
-from test_access_secrets import OnlineSpace
+from servers import SpaceProcess
 from test_labelling import SOURCE, make_detection
 
 from owlfinder.labelling.queue import LabelQueue
@@ -63,8 +63,9 @@ def space(tmp_path_factory, tiny_model_dir):
     WhoamiHub.seen = []
     hub = ThreadingHTTPServer(("127.0.0.1", 0), WhoamiHub)
     threading.Thread(target=hub.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    app = OnlineSpace(tmp, tiny_model_dir, HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}",
-                      HF_HUB_OFFLINE="0", OWL_LABELLERS="ann", OWL_LABEL_TOKEN=KEY)
+    app = SpaceProcess(tmp, tiny_model_dir, strip_env=True, offline=False,
+                       HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}", OWL_LABELLERS="ann",
+                       OWL_LABEL_TOKEN=KEY)
     try:
         yield app
     finally:

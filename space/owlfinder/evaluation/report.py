@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from owlfinder.data.annotations import read_raven
 from owlfinder.detect.detection import Detection
 from owlfinder.detect.events import merge_events
 from owlfinder.errors import OwlFinderError
@@ -225,8 +226,7 @@ def read_truth(path: str | os.PathLike) -> list[tuple[float, float]]:
             calls = [(float(e["start_s"]), float(e["end_s"])) for e in events
                      if (e.get("kind") or "owl") == "owl"]
         else:
-            with p.open(newline="", encoding="utf-8-sig") as fh:
-                rows = list(csv.DictReader(fh, delimiter="\t"))
+            rows = read_raven(p, all_views=True)
             if rows and not {"Begin Time (s)", "End Time (s)"} <= set(rows[0]):
                 raise TruthError(f"{p.name}: not a Raven selection table (no Begin/End Time (s) columns)")
             label_col = next((c for c in _LABEL_COLUMNS if rows and c in rows[0]), None)

@@ -180,6 +180,8 @@ class Upload:
     source: str
     dir: Path
     taken: tuple[int, int] | None = None
+    #: Why the last scan used its threshold (a per-site threshold, the model's, or set by hand).
+    threshold_note: str = ""
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -232,7 +234,7 @@ class EventView:
 
 
 def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: int | None = None,
-                     queue_note: str = "") -> str:
+                     queue_note: str = "", threshold_note: str = "") -> str:
     """The one-paragraph summary above the results."""
     n = len(det.events)
     scanned = float(det.ends_s[-1]) if len(det.ends_s) else 0.0
@@ -245,6 +247,8 @@ def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: i
     best = f", best score {det.max_score:.2f}" if len(det.scores) else ""
     lines = [head, f"**{n} event{'s' * (n != 1)}** above threshold {det.threshold:.2f} "
                    f"in {len(det.scores)} windows{best}."]
+    if threshold_note:
+        lines.append(f"Threshold {det.threshold:.2f}: {threshold_note}.")
     if n:
         lines.append("Pick an event in the table to hear it and see its spectrogram.")
     total = det.timings_s.get("total") if det.timings_s else None
@@ -323,7 +327,8 @@ class DetectService:
                 "threshold": round(c.threshold, 6), "sampling_rate": c.sampling_rate, "window_s": c.window_s,
                 "hop_s": self.cfg.hop_s, "device": str(c.device), "batch_size": self.batch_size,
                 "zero_gpu_slices": self.sliced, "max_hours": self.cfg.max_hours,
-                "max_upload_bytes": self.cfg.max_upload_bytes, "formats": list(DOWNLOAD_FORMATS)}
+                "max_upload_bytes": self.cfg.max_upload_bytes, "formats": list(DOWNLOAD_FORMATS),
+                "site_thresholds": {k: round(float(v["threshold"]), 6) for k, v in c.site_thresholds.items()}}
 
     # ------------------------------------------------------------------------------------ files
 
@@ -488,6 +493,11 @@ class DetectService:
                 ``cfg.max_request_s``.
         """
         params = self.params(threshold)
+        if threshold is None:  # the recording's site may have its own threshold (A2O names name the site)
+            thr, upload.threshold_note = self.clf.threshold_for(upload.display_name)
+            params = replace(params, threshold=thr)
+        else:
+            upload.threshold_note = "set by hand"
         total = upload.info.duration_s
         last = -math.inf
         limit = self.cfg.max_request_s
@@ -580,7 +590,8 @@ class DetectService:
             rows=plots.event_rows(det),
             summary=summary_markdown(det, upload.display_name, done=done,
                                      queued=session.queued if session else None,
-                                     queue_note=session.queue_note if session else ""),
+                                     queue_note=session.queue_note if session else "",
+                                     threshold_note=upload.threshold_note),
             downloads=(session.downloads or None) if (done and session is not None) else None,
             done=done,
         )
@@ -607,6 +618,8 @@ class DetectService:
             session.close()
         if not reuse:
             upload = self.open_upload(src, display_name)
+        if threshold is not None and abs(float(threshold) - round(self.clf.threshold, 3)) < 5e-4:
+            threshold = None  # the slider at the model's value: let the recording's site choose
         session = Session(upload=upload)
         det = None
         try:
@@ -632,6 +645,7 @@ class DetectService:
         if threshold is None or abs(threshold - session.detection.threshold) < 1e-9:
             return session, self.view(session.detection, session.upload, done=True, session=session)
         session.detection = session.detection.rethreshold(threshold)
+        session.upload.threshold_note = "set by hand"
         session.selected = None
         session.downloads = self._export(session)
         return session, self.view(session.detection, session.upload, done=True, session=session)
@@ -722,7 +736,7 @@ class DetectService:
                 pass
             assert det is not None
             self._add_to_queue(det, upload)
-            return det.to_dict()
+            return {**det.to_dict(), "threshold_note": upload.threshold_note}
         finally:
             if upload is not None:
                 upload.close()

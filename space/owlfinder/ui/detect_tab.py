@@ -58,7 +58,9 @@ def build_detect_tab(service: DetectService) -> dict[str, gr.components.Componen
             upload = gr.File(label="Recording", file_types=list(UPLOAD_SUFFIXES), type="filepath",
                              elem_id="owl-upload", height=140)
             threshold = gr.Slider(0.0, 1.0, value=round(clf.threshold, 3), step=0.001, label="Threshold",
-                                  info=f"This model's calibrated threshold is {clf.threshold:.2f}.",
+                                  info=f"This model's calibrated threshold is {clf.threshold:.2f}"
+                                       + (f"; at this value, recordings from {len(clf.site_thresholds)} site(s) "
+                                          "use their own" if clf.site_thresholds else "") + ".",
                                   elem_id="owl-threshold", buttons=["reset"])
             run = gr.Button("Find owls", variant="primary", elem_id="owl-run")
             progress_box = gr.Markdown("", elem_id="owl-progress", min_height=8)
