@@ -63,7 +63,8 @@ def space(tmp_path_factory, tiny_model_dir):
     WhoamiHub.seen = []
     hub = ThreadingHTTPServer(("127.0.0.1", 0), WhoamiHub)
     threading.Thread(target=hub.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    app = SpaceProcess(tmp, tiny_model_dir, strip_env=True, offline=False,
+    # HF_HUB_OFFLINE=0 explicitly: conftest sets TRANSFORMERS_OFFLINE, which huggingface_hub also obeys.
+    app = SpaceProcess(tmp, tiny_model_dir, strip_env=True, offline=False, HF_HUB_OFFLINE="0",
                        HF_ENDPOINT=f"http://127.0.0.1:{hub.server_address[1]}", OWL_LABELLERS="ann",
                        OWL_LABEL_TOKEN=KEY)
     try:
