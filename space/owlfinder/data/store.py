@@ -18,6 +18,9 @@ touches an old one, so:
 Shards are written with pyarrow straight from FLAC bytes (``{"bytes", "path"}`` structs, as ``datasets``
 embeds them) and the ``datasets`` features in the schema metadata; ``Dataset.to_parquet`` would store only
 file paths for audio that came from files, and those would not resolve on another machine.
+
+Why one module of about 670 lines: :class:`DatasetStore` is one class whose local and Hub back ends share the
+shard naming, card and append protocol; splitting them would put the exactly-once rules in two places.
 """
 
 from __future__ import annotations

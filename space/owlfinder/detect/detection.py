@@ -143,7 +143,7 @@ class Detection:
                 "hop_s": self.hop_s}
 
     def to_dict(self, *, include_windows: bool = True) -> dict:
-        """The JSON document described in the README (``file, duration_s, ..., windows[], events[]``)."""
+        """The JSON document described in docs/cli.md (``file, duration_s, ..., windows[], events[]``)."""
         doc = {
             "file": self.file,
             "duration_s": round(self.duration_s, 3),
@@ -191,7 +191,7 @@ class Detection:
         )
 
 
-#: Defaults from the README: 2.5 s hop, 0.7 s gap, the model's calibrated threshold.
+#: Defaults (docs/cli.md): 2.5 s hop, 0.7 s gap, the model's calibrated threshold.
 DEFAULT_PARAMS = DetectionParams()
 
 

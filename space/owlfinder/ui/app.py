@@ -1,7 +1,7 @@
 """The Space: :func:`build_app` composes the Detect tab, the Label tab (when a labelling queue is given) and
 the API; :func:`main` reads the environment and launches it (``python space/app.py``).
 
-API (``gradio_client``; see ``docs/readme/space.md``):
+API (``gradio_client``; see ``docs/space.md``):
 
 - ``/detect (audio: file, threshold: float | None = None) -> dict``: the engine's detection JSON
   (``file, duration_s, threshold, windows[], events[]`` and the scan settings);

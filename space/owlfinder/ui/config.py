@@ -20,7 +20,7 @@ from owlfinder.ui.zerogpu import on_zero_gpu
 
 __all__ = ["ENV_VARS", "AppConfig", "ConfigError", "parse_size"]
 
-#: Environment variable -> what it sets (the README's table is generated from the same words).
+#: Environment variable -> what it sets (the table in docs/space.md says the same).
 ENV_VARS: dict[str, str] = {
     "OWL_MODEL": "classifier: Hub id or local folder (default: the bundled starter model)",
     "OWL_DATA_DIR": "working data: the labelling queue and dataset (default ./owl_data)",
