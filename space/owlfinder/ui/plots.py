@@ -16,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from owlfinder.detect.engine import Detection
+from owlfinder.spectrogram import DEFAULT_HIGHPASS_HZ, owl_spectrogram
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -231,32 +232,21 @@ def event_rows(det: Detection | None) -> list[list]:
 
 def spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = 2000.0, n_fft: int | None = None,
                 hop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Power spectrogram in dB of a mono signal, cut at ``fmax_hz``.
+    """``(times_s, freqs_hz, db)`` of :func:`owlfinder.spectrogram.owl_spectrogram` without its high-pass.
 
-    Returns:
-        ``(times_s, freqs_hz, db)`` with ``db`` shaped ``[len(freqs), len(times)]``; times are frame centres
-        from the start of ``y``. Frequency resolution is about 8 Hz, time steps about 16 ms.
+    ``db`` is shaped ``[len(freqs), len(times)]``; times are frame centres from the start of ``y``.
     """
-    y = np.asarray(y, dtype=np.float32).reshape(-1)
-    n_fft = n_fft or int(2 ** np.ceil(np.log2(max(256, sr / 8))))
-    hop = hop or max(1, int(sr * 0.016))
-    if len(y) < n_fft:
-        y = np.pad(y, (0, n_fft - len(y)))
-    n_frames = 1 + (len(y) - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    frames = y[idx] * np.hanning(n_fft).astype(np.float32)[None, :]
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    keep = freqs <= fmax_hz
-    power = np.abs(np.fft.rfft(frames, axis=1)[:, keep]) ** 2
-    db = 10.0 * np.log10(power.T + 1e-12)
-    times = (np.arange(n_frames) * hop + n_fft / 2) / sr
-    return times, freqs[keep], db
+    spec = owl_spectrogram(y, sr, fmax_hz=fmax_hz, highpass_hz=None, n_fft=n_fft, hop_length=hop)
+    return spec.times_s, spec.freqs_hz, spec.db
 
 
 def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s: float = 0.0,
                     event: tuple[float, float] | None = None, title: str = "", fmax_hz: float = 2000.0,
-                    recorded_at: str | None = None) -> Path:
+                    recorded_at: str | None = None, highpass_hz: float | None = DEFAULT_HIGHPASS_HZ) -> Path:
     """Draw a 0–``fmax_hz`` spectrogram of a clip to a PNG with an ``hh:mm:ss`` time axis.
+
+    Colours come from :func:`owlfinder.spectrogram.owl_spectrogram` (scaled per clip on the band above
+    ``highpass_hz``), the one function behind the Detect tab, the Label tab and the exported PNGs.
 
     Args:
         y: mono audio of the clip.
@@ -267,6 +257,7 @@ def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s
         title: the figure's title.
         fmax_hz: top of the frequency axis.
         recorded_at: the recording's ISO start; adds the wall-clock start to the axis label.
+        highpass_hz: display high-pass corner in Hz (``None``: none).
     """
     import matplotlib
 
@@ -274,10 +265,8 @@ def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    times, freqs, db = spectrogram(y, sr, fmax_hz=fmax_hz)
-    # Colours from the median (the background) to the loudest: calls stand out of the noise floor.
-    vmax = float(np.percentile(db, 99.9)) if db.size else 0.0
-    vmin = min(float(np.percentile(db, 50)) if db.size else -1.0, vmax - 30.0)
+    spec = owl_spectrogram(y, sr, fmax_hz=fmax_hz, highpass_hz=highpass_hz)
+    times, freqs, db, vmin, vmax = spec.times_s, spec.freqs_hz, spec.db, spec.vmin, spec.vmax
     fig = Figure(figsize=(8, 3.3), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     t = times + offset_s

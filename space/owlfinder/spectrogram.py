@@ -1,0 +1,128 @@
+"""The spectrogram people look at: one pure-numpy function, scaled per clip so the owl band is readable.
+
+Used by the Detect tab, the Label tab and the event exports (``event_NNN.png``), so a clip looks the same
+everywhere. Field recordings often carry a loud low band (wind, traffic, a creek, handling rumble) far below
+the Powerful Owl's 300–600 Hz hoots. Scaling colours on the whole 0–2 kHz picture lets that band set the top
+of the scale and crushes everything else to black; here the colour range comes from robust percentiles of
+the shown band *above* an optional high-pass, and the rumble under the cut is attenuated like a
+Butterworth high-pass would, so it cannot dominate the picture either.
+
+The layout follows librosa: ``db`` is shaped ``[n_freqs, n_frames]`` (frequency rows, time columns) and frame
+``t`` is centred at ``t * hop_length / sr`` seconds; no librosa import is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["DEFAULT_FMAX_HZ", "DEFAULT_HIGHPASS_HZ", "DEFAULT_PERCENTILES", "MIN_RANGE_DB", "Spectrogram",
+           "band_contrast", "owl_spectrogram"]
+
+#: Top of the shown band: the owl's fundamental and first harmonics (Hz).
+DEFAULT_FMAX_HZ = 2000.0
+#: High-pass corner for display: well under the owl band's 300 Hz floor, above most rumble (Hz).
+DEFAULT_HIGHPASS_HZ = 150.0
+#: Colour range from these percentiles of the shown band (dB): the median is the noise floor (dark), the
+#: 99.5th the loudest sounds (bright); a few extreme pixels cannot stretch the scale.
+DEFAULT_PERCENTILES = (50.0, 99.5)
+#: The colour range spans at least this many dB, so a near-silent clip's noise is not blown up to full scale.
+MIN_RANGE_DB = 30.0
+#: Order of the Butterworth-shaped high-pass applied to the power spectrum (12 dB per octave per order/2).
+_HIGHPASS_ORDER = 4
+
+
+@dataclass(frozen=True)
+class Spectrogram:
+    """A clip's display spectrogram.
+
+    Attributes:
+        times_s: frame centres, seconds from the start of the clip, shape ``[n_frames]``.
+        freqs_hz: bin centres in Hz, from 0 to at most ``fmax_hz``, shape ``[n_freqs]``.
+        db: power in dB (re. full scale squared), shape ``[n_freqs, n_frames]``, high-pass applied.
+        vmin: bottom of the colour range in dB (drawn darkest).
+        vmax: top of the colour range in dB (drawn brightest).
+    """
+
+    times_s: np.ndarray
+    freqs_hz: np.ndarray
+    db: np.ndarray
+    vmin: float
+    vmax: float
+
+    @property
+    def scaled(self) -> np.ndarray:
+        """``db`` mapped to 0 (``vmin`` and below) … 1 (``vmax`` and above), float32, for colouring."""
+        span = max(self.vmax - self.vmin, 1e-6)
+        return np.clip((self.db - self.vmin) / span, 0.0, 1.0).astype(np.float32)
+
+
+def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
+                    highpass_hz: float | None = DEFAULT_HIGHPASS_HZ,
+                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES, min_range_db: float = MIN_RANGE_DB,
+                    n_fft: int | None = None, hop_length: int | None = None) -> Spectrogram:
+    """Power spectrogram of a mono clip from 0 to ``fmax_hz``, with a colour range set by this clip alone.
+
+    Args:
+        y: mono audio, any float dtype, shape ``[n_samples]``.
+        sr: sample rate in Hz.
+        fmax_hz: top of the shown band in Hz.
+        highpass_hz: corner of the display high-pass in Hz: power below it is attenuated (Butterworth-shaped,
+            order 4) and left out of the colour statistics. ``None`` or ``0`` keeps everything and takes the
+            statistics over the whole shown band.
+        percentiles: ``(low, high)`` percentiles (0–100) of the shown band's dB values that map to the
+            darkest and brightest colours.
+        min_range_db: the smallest colour range in dB (``vmax - vmin``); ``vmin`` is lowered to keep it.
+        n_fft: FFT length in samples (default: the power of two nearest ``sr / 8``, about 8 Hz bins).
+        hop_length: samples between frames (default: 16 ms).
+
+    Returns:
+        A :class:`Spectrogram`. A clip shorter than one FFT is zero-padded; a silent clip gives a flat picture.
+    """
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if sr <= 0:
+        raise ValueError(f"sample rate must be positive, got {sr}")
+    lo_pct, hi_pct = percentiles
+    if not 0.0 <= lo_pct < hi_pct <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+    n_fft = n_fft or int(2 ** np.ceil(np.log2(max(256, sr / 8))))
+    hop_length = hop_length or max(1, int(sr * 0.016))
+    if len(y) < n_fft:
+        y = np.pad(y, (0, n_fft - len(y)))
+    n_frames = 1 + (len(y) - n_fft) // hop_length
+    idx = np.arange(n_fft)[None, :] + hop_length * np.arange(n_frames)[:, None]
+    window = np.hanning(n_fft).astype(np.float32)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    keep = freqs <= fmax_hz
+    power = np.abs(np.fft.rfft(y[idx] * window[None, :], axis=1)[:, keep]).T ** 2
+    # Normalise so a full-scale sine reads about 0 dB whatever n_fft is.
+    power /= (window.sum() / 2.0) ** 2
+    freqs = freqs[keep]
+    if highpass_hz:
+        ratio = (freqs / float(highpass_hz)) ** (2 * _HIGHPASS_ORDER)
+        power *= (ratio / (1.0 + ratio))[:, None]
+    db = 10.0 * np.log10(power + 1e-12)
+    times = (np.arange(n_frames) * hop_length + n_fft / 2) / sr
+    band = db[freqs >= highpass_hz] if highpass_hz else db
+    if band.size == 0:
+        band = db
+    vmin, vmax = (float(v) for v in np.percentile(band, [lo_pct, hi_pct]))
+    vmin = min(vmin, vmax - min_range_db)
+    return Spectrogram(times, freqs, db.astype(np.float32), vmin, vmax)
+
+
+def band_contrast(spec: Spectrogram, band_hz: tuple[float, float], span_s: tuple[float, float]) -> float:
+    """How bright a sound in ``band_hz`` during ``span_s`` is drawn, above the same band around it.
+
+    The 90th percentile of :attr:`Spectrogram.scaled` inside the band and span minus the median of the band
+    outside the span: 0 means the sound is invisible, 1 means black background and full-brightness sound.
+    Used to check that the colour scaling does not crush a call.
+    """
+    rows = (spec.freqs_hz >= band_hz[0]) & (spec.freqs_hz <= band_hz[1])
+    cols = (spec.times_s >= span_s[0]) & (spec.times_s <= span_s[1])
+    img = spec.scaled[rows]
+    inside, outside = img[:, cols], img[:, ~cols]
+    if inside.size == 0 or outside.size == 0:
+        raise ValueError("the band and span must leave pixels both inside and outside the span")
+    return float(np.percentile(inside, 90) - np.median(outside))
