@@ -10,10 +10,13 @@ All errors are :class:`AudioError` with a one-line message that names the file a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ __all__ = [
     "is_audio_path",
     "load",
     "probe",
+    "quiet_decoder_messages",
     "resample",
     "stream",
     "to_mono",
@@ -376,3 +380,85 @@ def load(
                                "stream it instead")
     parts = list(stream(path, sr, start_s=start_s, end_s=end_s, info=info))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ decoder messages
+
+#: libsndfile's MP3 decoder (libmpg123) prints a line straight to the process's stderr for each damaged
+#: frame it skips, e.g. ``[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length (3424) too
+#: large for available bit count (3240)``. Decoding goes on; only that frame's ~26 ms are lost.
+_MPG123_MARK = b"[src/libmpg123/"
+
+
+@dataclass
+class DecoderMessages:
+    """What :func:`quiet_decoder_messages` held back: ``count`` libmpg123 lines."""
+
+    count: int = 0
+    lines: list[bytes] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def quiet_decoder_messages() -> Iterator[DecoderMessages]:
+    """Hold back libmpg123's per-frame messages (see :data:`_MPG123_MARK`) written to stderr inside the block.
+
+    Everything else written to file descriptor 2 (Python's ``sys.stderr``, progress bars, other C libraries)
+    passes through unchanged and promptly. Yields a :class:`DecoderMessages` whose ``count`` is final once
+    the block exits, so the caller can say in one line what was skipped. Where stderr has no file
+    descriptor 2, nothing is filtered.
+    """
+    found = DecoderMessages()
+    fd = 2  # C libraries write to descriptor 2 whatever sys.stderr is
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        yield found
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def pump() -> None:
+        pending = b""  # the start of a line that may still turn out to be libmpg123's
+        mid_line = False  # the current line was already passed on: pass the rest on too
+        while chunk := os.read(read_end, 65536):
+            data, pending = pending + chunk, b""
+            out = []
+            while data:
+                # A line ends at a newline or a carriage return (a progress bar redrawing itself).
+                ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
+                nl = min(ends) if ends else -1
+                line, rest = (data, b"") if nl < 0 else (data[:nl + 1], data[nl + 1:])
+                if mid_line:
+                    out.append(line)
+                elif line.startswith(_MPG123_MARK):
+                    if nl < 0:
+                        pending = line  # wait for the end of the line before dropping it
+                    else:
+                        found.count += 1
+                        if len(found.lines) < 5:
+                            found.lines.append(line.rstrip())
+                elif nl < 0 and _MPG123_MARK.startswith(line):
+                    pending = line  # too short to tell yet
+                else:
+                    out.append(line)
+                mid_line = nl < 0 and not pending
+                data = rest
+            if out:
+                os.write(saved, b"".join(out))
+        if pending:
+            os.write(saved, pending)
+
+    reader = threading.Thread(target=pump, name="owl-stderr-filter", daemon=True)
+    reader.start()
+    try:
+        yield found
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        os.dup2(saved, fd)  # closes the pipe's last write end: the pump drains and stops
+        reader.join(timeout=10)
+        os.close(read_end)
+        os.close(saved)
