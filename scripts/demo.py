@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from owlfinder.detect import batch
     from owlfinder.detect.engine import Detection, DetectionParams
     from owlfinder.detect.model import ModelError, load_classifier
-    from owlfinder.evaluation.report import count_events, read_truth
+    from owlfinder.evaluation.report import count_events, match_events, read_truth
     from owlfinder.synth.nights import a2o_filename, make_night
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -91,13 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     if res.status == "error":
         return 1
     det = Detection.from_dict(json.loads((args.out / "results" / f"{night.stem}.json").read_text()))
-    counts = count_events(det, read_truth(night))
+    truth = read_truth(night)
+    counts = count_events(det, truth)
     target = args.promise_precision
     if target is None:
         target = float(getattr(clf.model.config, "owl_target_precision", None) or 0.9)
     print("\n" + results_text(counts, det.duration_s, target), file=sys.stderr)
-    for ev in det.events[:15]:
-        print(f"  {ev.start_s:8.1f}-{ev.end_s:8.1f} s  score {ev.score:.3f}  {ev.start_time or ''}")
+    hits, _ = match_events([(ev.start_s, ev.end_s) for ev in det.events], truth)
+    for ev, hit in zip(det.events[:15], hits, strict=False):
+        print(f"  {ev.start_s:8.1f}-{ev.end_s:8.1f} s  score {ev.score:.3f}  {ev.start_time or ''}  "
+              + ("owl call" if hit else "false alarm"))
+    if len(det.events) > 15:
+        print(f"  … and {len(det.events) - 15} more in the results")
     print(f"results: {args.out / 'results'} (JSON, CSV, Raven, Audacity)", file=sys.stderr)
     if args.no_serve:
         return 0

@@ -19,9 +19,10 @@ def test_only_libmpg123_lines_are_held_back(capfd):
         os.write(2, mpg[9:] + mpg)
         os.write(2, b"a python warning\n")
         os.write(2, b"[src/other] kept\n")
+        os.write(2, b"\rbar 50%|##  | 900/1800" + mpg + b"\rbar 52%")  # in the middle of a bar's line
     err = capfd.readouterr().err
-    assert held.count == 2 and "libmpg123" not in err
-    assert err == "progress 10%\ra python warning\n[src/other] kept\n"
+    assert held.count == 3 and "libmpg123" not in err
+    assert err == "progress 10%\ra python warning\n[src/other] kept\n\rbar 50%|##  | 900/1800\rbar 52%"
 
 
 def test_a_damaged_real_mp3_decodes_quietly(shared_data, capfd):

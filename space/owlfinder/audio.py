@@ -421,35 +421,34 @@ def quiet_decoder_messages() -> Iterator[DecoderMessages]:
     os.close(write_end)
 
     def pump() -> None:
-        pending = b""  # the start of a line that may still turn out to be libmpg123's
-        mid_line = False  # the current line was already passed on: pass the rest on too
+        # The messages can land in the middle of a progress bar's line (bars end lines with a redraw, not
+        # a newline), so look for the mark anywhere and drop from it to the end of its line.
+        buf = b""
         while chunk := os.read(read_end, 65536):
-            data, pending = pending + chunk, b""
+            buf += chunk
             out = []
-            while data:
-                # A line ends at a newline or a carriage return (a progress bar redrawing itself).
-                ends = [i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0]
-                nl = min(ends) if ends else -1
-                line, rest = (data, b"") if nl < 0 else (data[:nl + 1], data[nl + 1:])
-                if mid_line:
-                    out.append(line)
-                elif line.startswith(_MPG123_MARK):
-                    if nl < 0:
-                        pending = line  # wait for the end of the line before dropping it
-                    else:
-                        found.count += 1
-                        if len(found.lines) < 5:
-                            found.lines.append(line.rstrip())
-                elif nl < 0 and _MPG123_MARK.startswith(line):
-                    pending = line  # too short to tell yet
-                else:
-                    out.append(line)
-                mid_line = nl < 0 and not pending
-                data = rest
-            if out:
+            while True:
+                i = buf.find(_MPG123_MARK)
+                if i < 0:
+                    # Hold back a tail that could be the start of a mark split across writes.
+                    keep = next((k for k in range(min(len(_MPG123_MARK) - 1, len(buf)), 0, -1)
+                                 if _MPG123_MARK.startswith(buf[-k:])), 0)
+                    out.append(buf[:len(buf) - keep])
+                    buf = buf[len(buf) - keep:]
+                    break
+                out.append(buf[:i])
+                nl = buf.find(b"\n", i)
+                if nl < 0:
+                    buf = buf[i:]  # wait for the end of the message
+                    break
+                found.count += 1
+                if len(found.lines) < 5:
+                    found.lines.append(buf[i:nl].rstrip())
+                buf = buf[nl + 1:]
+            if any(out):
                 os.write(saved, b"".join(out))
-        if pending:
-            os.write(saved, pending)
+        if buf:
+            os.write(saved, buf)
 
     reader = threading.Thread(target=pump, name="owl-stderr-filter", daemon=True)
     reader.start()
