@@ -162,7 +162,8 @@ def test_upload_timeline_event_player_downloads(browser, app_url, night):
     assert "Event 1" in page.locator("#owl-event-caption").inner_text()
     img_src = page.locator("#owl-spectrogram img").get_attribute("src")
     assert img_src and page.request.get(img_src).ok
-    page.wait_for_timeout(500)
+    page.wait_for_function("(document.querySelector('#owl-spectrogram img') || {}).complete && "
+                           "document.querySelector('#owl-spectrogram img').naturalWidth > 0", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "space_detect_event.png"), full_page=True)
 
     # A new threshold re-derives the events from the saved scores: at 0 every window is one event.
