@@ -2,10 +2,13 @@
 
 Used by the Detect tab, the Label tab and the event exports (``event_NNN.png``), so a clip looks the same
 everywhere. Field recordings often carry a loud low band (wind, traffic, a creek, handling rumble) far below
-the Powerful Owl's 300–600 Hz hoots. Scaling colours on the whole 0–2 kHz picture lets that band set the top
-of the scale and crushes everything else to black; here the colour range comes from robust percentiles of
-the shown band *above* an optional high-pass, and the rumble under the cut is attenuated like a
-Butterworth high-pass would, so it cannot dominate the picture either.
+the Powerful Owl's 300–600 Hz hoots, and night recordings a steady insect chorus. Scaling colours on the whole
+0–2 kHz picture lets the loud band set the top of the scale and crushes everything else to black. Here:
+
+1. the rumble under an optional high-pass corner is attenuated as a Butterworth high-pass would;
+2. each frequency's noise floor (its median over the clip) is subtracted, so steady hums and choruses sink
+   to the background and brief calls stand out of it (optional);
+3. the colour range comes from robust percentiles of the shown band above the high-pass corner.
 
 The layout follows librosa: ``db`` is shaped ``[n_freqs, n_frames]`` (frequency rows, time columns) and frame
 ``t`` is centred at ``t * hop_length / sr`` seconds; no librosa import is needed.
@@ -17,18 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEFAULT_FMAX_HZ", "DEFAULT_HIGHPASS_HZ", "DEFAULT_PERCENTILES", "MIN_RANGE_DB", "Spectrogram",
+__all__ = ["DEFAULT_FMAX_HZ", "DEFAULT_HIGHPASS_HZ", "DEFAULT_PERCENTILES", "MIN_RANGE_DB", "MIN_RANGE_RAW_DB",
+           "Spectrogram",
            "band_contrast", "owl_spectrogram"]
 
 #: Top of the shown band: the owl's fundamental and first harmonics (Hz).
 DEFAULT_FMAX_HZ = 2000.0
 #: High-pass corner for display: well under the owl band's 300 Hz floor, above most rumble (Hz).
 DEFAULT_HIGHPASS_HZ = 150.0
-#: Colour range from these percentiles of the shown band (dB): the median is the noise floor (dark), the
-#: 99.5th the loudest sounds (bright); a few extreme pixels cannot stretch the scale.
-DEFAULT_PERCENTILES = (50.0, 99.5)
-#: The colour range spans at least this many dB, so a near-silent clip's noise is not blown up to full scale.
-MIN_RANGE_DB = 30.0
+#: Colour range from these percentiles of the shown band: most of the background is drawn dark, the loudest
+#: 0.1 % of pixels bright; a few extreme pixels cannot stretch the scale.
+DEFAULT_PERCENTILES = (60.0, 99.9)
+#: The colour range spans at least this many dB (noise floor removed / kept), so a clip of pure noise is not
+#: blown up to full contrast.
+MIN_RANGE_DB = 12.0
+MIN_RANGE_RAW_DB = 30.0
 #: Order of the Butterworth-shaped high-pass applied to the power spectrum (12 dB per octave per order/2).
 _HIGHPASS_ORDER = 4
 
@@ -40,7 +46,8 @@ class Spectrogram:
     Attributes:
         times_s: frame centres, seconds from the start of the clip, shape ``[n_frames]``.
         freqs_hz: bin centres in Hz, from 0 to at most ``fmax_hz``, shape ``[n_freqs]``.
-        db: power in dB (re. full scale squared), shape ``[n_freqs, n_frames]``, high-pass applied.
+        db: power in dB, shape ``[n_freqs, n_frames]``, high-pass applied: relative to full scale, or, with
+            the noise floor removed, to each frequency's median over the clip.
         vmin: bottom of the colour range in dB (drawn darkest).
         vmax: top of the colour range in dB (drawn brightest).
     """
@@ -60,8 +67,9 @@ class Spectrogram:
 
 def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
                     highpass_hz: float | None = DEFAULT_HIGHPASS_HZ,
-                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES, min_range_db: float = MIN_RANGE_DB,
-                    n_fft: int | None = None, hop_length: int | None = None) -> Spectrogram:
+                    noise_floor: bool = True, percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+                    min_range_db: float | None = None, n_fft: int | None = None,
+                    hop_length: int | None = None) -> Spectrogram:
     """Power spectrogram of a mono clip from 0 to ``fmax_hz``, with a colour range set by this clip alone.
 
     Args:
@@ -71,9 +79,13 @@ def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
         highpass_hz: corner of the display high-pass in Hz: power below it is attenuated (Butterworth-shaped,
             order 4) and left out of the colour statistics. ``None`` or ``0`` keeps everything and takes the
             statistics over the whole shown band.
+        noise_floor: subtract each frequency's median dB over the clip. Right for short clips around brief
+            calls (an event, a labelling clip); a sound present at one pitch for more than half the clip
+            (a steady tone) sinks into the background.
         percentiles: ``(low, high)`` percentiles (0–100) of the shown band's dB values that map to the
             darkest and brightest colours.
-        min_range_db: the smallest colour range in dB (``vmax - vmin``); ``vmin`` is lowered to keep it.
+        min_range_db: the smallest colour range in dB (``vmax - vmin``); ``vmin`` is lowered to keep it
+            (default :data:`MIN_RANGE_DB` with the noise floor removed, else :data:`MIN_RANGE_RAW_DB`).
         n_fft: FFT length in samples (default: the power of two nearest ``sr / 8``, about 8 Hz bins).
         hop_length: samples between frames (default: 16 ms).
 
@@ -103,21 +115,25 @@ def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
         ratio = (freqs / float(highpass_hz)) ** (2 * _HIGHPASS_ORDER)
         power *= (ratio / (1.0 + ratio))[:, None]
     db = 10.0 * np.log10(power + 1e-12)
+    if noise_floor:
+        db -= np.median(db, axis=1, keepdims=True)
     times = (np.arange(n_frames) * hop_length + n_fft / 2) / sr
     band = db[freqs >= highpass_hz] if highpass_hz else db
     if band.size == 0:
         band = db
     vmin, vmax = (float(v) for v in np.percentile(band, [lo_pct, hi_pct]))
+    if min_range_db is None:
+        min_range_db = MIN_RANGE_DB if noise_floor else MIN_RANGE_RAW_DB
     vmin = min(vmin, vmax - min_range_db)
     return Spectrogram(times, freqs, db.astype(np.float32), vmin, vmax)
 
 
 def band_contrast(spec: Spectrogram, band_hz: tuple[float, float], span_s: tuple[float, float]) -> float:
-    """How bright a sound in ``band_hz`` during ``span_s`` is drawn, above the same band around it.
+    """How much brighter ``band_hz`` is drawn during ``span_s`` than in the rest of the clip.
 
-    The 90th percentile of :attr:`Spectrogram.scaled` inside the band and span minus the median of the band
-    outside the span: 0 means the sound is invisible, 1 means black background and full-brightness sound.
-    Used to check that the colour scaling does not crush a call.
+    The mean of :attr:`Spectrogram.scaled` inside the band and span minus its mean in the same band outside
+    the span: about 0 when a sound there is invisible, up to 1 for a full-brightness sound on black. Used to
+    check that the colour scaling does not crush a call (give the call's own band and span).
     """
     rows = (spec.freqs_hz >= band_hz[0]) & (spec.freqs_hz <= band_hz[1])
     cols = (spec.times_s >= span_s[0]) & (spec.times_s <= span_s[1])
@@ -125,4 +141,4 @@ def band_contrast(spec: Spectrogram, band_hz: tuple[float, float], span_s: tuple
     inside, outside = img[:, cols], img[:, ~cols]
     if inside.size == 0 or outside.size == 0:
         raise ValueError("the band and span must leave pixels both inside and outside the span")
-    return float(np.percentile(inside, 90) - np.median(outside))
+    return float(inside.mean() - outside.mean())

@@ -232,11 +232,13 @@ def event_rows(det: Detection | None) -> list[list]:
 
 def spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = 2000.0, n_fft: int | None = None,
                 hop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(times_s, freqs_hz, db)`` of :func:`owlfinder.spectrogram.owl_spectrogram` without its high-pass.
+    """``(times_s, freqs_hz, db)`` of :func:`owlfinder.spectrogram.owl_spectrogram`, raw (no high-pass,
+    noise floor kept).
 
     ``db`` is shaped ``[len(freqs), len(times)]``; times are frame centres from the start of ``y``.
     """
-    spec = owl_spectrogram(y, sr, fmax_hz=fmax_hz, highpass_hz=None, n_fft=n_fft, hop_length=hop)
+    spec = owl_spectrogram(y, sr, fmax_hz=fmax_hz, highpass_hz=None, noise_floor=False, n_fft=n_fft,
+                           hop_length=hop)
     return spec.times_s, spec.freqs_hz, spec.db
 
 
