@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             make_night(night, args.minutes * 60, sr=44100, channels=2, backgrounds=backgrounds, seed=args.seed,
                        progress=True)
         if skipped.count:
-            print(f"note: {skipped.count} damaged frame(s) in the MP3 background recordings were skipped by the "
-                  "decoder (libmpg123 'part2_3_length' messages); the night is complete", file=sys.stderr)
+            print(f"note: the MP3 decoder reported {skipped.count} damaged frame(s) in the background recordings "
+                  "(libmpg123 'part2_3_length' messages) and skipped them; the night is complete", file=sys.stderr)
     try:
         clf = load_classifier(None)
     except ModelError as err:

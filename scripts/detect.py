@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from owlfinder.audio import quiet_decoder_messages
 from owlfinder.detect import batch
 from owlfinder.detect.engine import DetectionParams
 from owlfinder.detect.exports import FORMATS
@@ -140,15 +141,19 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {msg}")
 
     results = []
-    for item in mine:
-        results += batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
-                                      on_file_start=on_file_start, progress=progress, on_error=on_error)
-        done_files += 1
-        total_bar.update(1)
-        if not args.quiet and results and results[-1].status in REUSED:
-            say(f"  {results[-1].file}: {REUSED[results[-1].status]}")
-    file_bar.close()
-    total_bar.close()
+    with quiet_decoder_messages() as skipped:  # libmpg123 prints a line per damaged MP3 frame
+        for item in mine:
+            results += batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
+                                          on_file_start=on_file_start, progress=progress, on_error=on_error)
+            done_files += 1
+            total_bar.update(1)
+            if not args.quiet and results and results[-1].status in REUSED:
+                say(f"  {results[-1].file}: {REUSED[results[-1].status]}")
+        file_bar.close()
+        total_bar.close()
+    if skipped.count:
+        print(f"note: the MP3 decoder reported {skipped.count} damaged frame(s) (libmpg123 'part2_3_length' "
+              "messages) and skipped them, about 26 ms of audio each; the rest was scanned", file=sys.stderr)
 
     if world > 1:
         batch.write_summary(results, args.out / f"summary.part{rank}.csv")

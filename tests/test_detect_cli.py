@@ -166,3 +166,12 @@ def test_a_terminal_with_no_width_gets_plain_progress_lines(tmp_path, tiny_model
     assert proc.returncode == 0, text
     assert f"[1/1] {rec} (00:00:30)" in text
     assert "% " in text and "of 00:00:30" in text, text
+
+
+def test_damaged_mp3_frames_are_one_note_not_a_flood(shared_data, tmp_path, tiny_model_dir):
+    mp3 = (shared_data / "QutEcoacoustics__audio-analysis/Acoustics/Acoustics.Test/TestResources/"
+           "Currawongs_curlew_West_Knoll_Bees_20091102-183000.mp3")
+    proc = run_cli(str(mp3), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--hop", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "libmpg123/" not in proc.stderr and "part2_3_length (" not in proc.stderr
+    assert proc.stderr.count("note: the MP3 decoder reported") == 1
