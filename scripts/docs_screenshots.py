@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared recordings")
     p.add_argument("--calls-at", type=float, nargs="*", default=[38.0, 83.0],
                    help="where synthetic owl calls start, in s (none: the recording as it is)")
-    p.add_argument("--snr", type=float, default=8.0, help="band SNR of the mixed-in calls in dB (default 8)")
+    p.add_argument("--snr", type=float, default=10.0, help="band SNR of the mixed-in calls in dB (default 10)")
     p.add_argument("--seed", type=int, default=11)
     return p.parse_args(argv)
 
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_function("(document.querySelector('#owl-spectrogram img') || {}).complete && "
                                        "document.querySelector('#owl-spectrogram img').naturalWidth > 0")
                 expect(page.locator("#owl-player a[data-testid=download-link]")).to_have_count(1)
+                page.wait_for_function("(document.querySelector('#owl-player #duration') || {}).textContent "
+                                       "> '0:00'")
                 page.screenshot(path=str(args.out / "detect.png"), full_page=True)
 
                 page.get_by_role("tab", name="Label").click()

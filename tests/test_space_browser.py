@@ -171,7 +171,7 @@ def test_upload_timeline_event_player_downloads(browser, app_url, night):
     box.fill("0")
     box.press("Enter")
     page.wait_for_function("document.querySelector('#owl-summary').innerText.includes('1 event above "
-                           "threshold 0.00')", timeout=30_000)
+                           "threshold 0.000')", timeout=30_000)
     assert page.locator("[data-testid=cell-1-0]").count() == 0
     assert not errors, errors
     page.close()

@@ -31,8 +31,8 @@ DEFAULT_HIGHPASS_HZ = 150.0
 #: Colour range from these percentiles of the shown band: most of the background is drawn dark, the loudest
 #: 0.1 % of pixels bright; a few extreme pixels cannot stretch the scale.
 DEFAULT_PERCENTILES = (60.0, 99.9)
-#: The colour range spans at least this many dB (noise floor removed / kept), so a clip of pure noise is not
-#: blown up to full contrast.
+#: The colour range spans at least this many dB (noise floor removed / kept), so a clip of pure noise (or
+#: silence) is drawn dark rather than blown up to full contrast.
 MIN_RANGE_DB = 12.0
 MIN_RANGE_RAW_DB = 30.0
 #: Order of the Butterworth-shaped high-pass applied to the power spectrum (12 dB per octave per order/2).
@@ -84,7 +84,7 @@ def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
             (a steady tone) sinks into the background.
         percentiles: ``(low, high)`` percentiles (0–100) of the shown band's dB values that map to the
             darkest and brightest colours.
-        min_range_db: the smallest colour range in dB (``vmax - vmin``); ``vmin`` is lowered to keep it
+        min_range_db: the smallest colour range in dB (``vmax - vmin``); ``vmax`` is raised to keep it
             (default :data:`MIN_RANGE_DB` with the noise floor removed, else :data:`MIN_RANGE_RAW_DB`).
         n_fft: FFT length in samples (default: the power of two nearest ``sr / 8``, about 8 Hz bins).
         hop_length: samples between frames (default: 16 ms).
@@ -111,12 +111,13 @@ def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
     # Normalise so a full-scale sine reads about 0 dB whatever n_fft is.
     power /= (window.sum() / 2.0) ** 2
     freqs = freqs[keep]
-    if highpass_hz:
-        ratio = (freqs / float(highpass_hz)) ** (2 * _HIGHPASS_ORDER)
-        power *= (ratio / (1.0 + ratio))[:, None]
     db = 10.0 * np.log10(power + 1e-12)
     if noise_floor:
         db -= np.median(db, axis=1, keepdims=True)
+    if highpass_hz:
+        # After the noise floor is removed, or removing it would undo the cut: rumble stays dark.
+        ratio = (freqs / float(highpass_hz)) ** (2 * _HIGHPASS_ORDER)
+        db += (10.0 * np.log10(ratio / (1.0 + ratio) + 1e-12))[:, None]
     times = (np.arange(n_frames) * hop_length + n_fft / 2) / sr
     band = db[freqs >= highpass_hz] if highpass_hz else db
     if band.size == 0:
@@ -124,7 +125,7 @@ def owl_spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = DEFAULT_FMAX_HZ,
     vmin, vmax = (float(v) for v in np.percentile(band, [lo_pct, hi_pct]))
     if min_range_db is None:
         min_range_db = MIN_RANGE_DB if noise_floor else MIN_RANGE_RAW_DB
-    vmin = min(vmin, vmax - min_range_db)
+    vmax = max(vmax, vmin + min_range_db)  # raise the top, so noise alone (or silence) stays dark
     return Spectrogram(times, freqs, db.astype(np.float32), vmin, vmax)
 
 
