@@ -153,7 +153,7 @@ def step_split(work: Path) -> dict:
 
 
 def _pool(files: list[dict]):
-    from owlfinder.synth.calls import BackgroundPool
+    from owlfinder.synth.backgrounds import BackgroundPool
 
     paths = [SHARED / f["path"] for f in files if f["negative_field"]]
     # Short pieces: a 5 s clip needs only a few seconds of one file (decoding 60 s per clip is slow).
@@ -161,7 +161,7 @@ def _pool(files: list[dict]):
 
 
 def step_synth(work: Path, splits: dict) -> None:
-    from owlfinder.synth.calls import make_clips
+    from owlfinder.synth.backgrounds import make_clips
 
     reasons = {"boobook": "boobook", "barking_owl": "other owl", "background": "noise", "owl": ""}
     for i, (split, (n, owl_fraction)) in enumerate(SYNTH.items()):

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from owlfinder.audio import quiet_decoder_messages
 from owlfinder.detect import batch
-from owlfinder.detect.engine import DetectionParams
+from owlfinder.detect.detection import DetectionParams
 from owlfinder.detect.exports import FORMATS
 from owlfinder.detect.model import ModelError, load_classifier
 

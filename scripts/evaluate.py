@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from owlfinder.audio import AudioError
 from owlfinder.detect import batch
-from owlfinder.detect.engine import Detection, DetectionParams
+from owlfinder.detect.detection import Detection, DetectionParams
 from owlfinder.detect.model import ModelError, load_classifier
 from owlfinder.evaluation.report import (
     DETECTORS,

@@ -315,7 +315,7 @@ def test_the_label_tabs_status_line_shows_no_path_and_no_token(tmp_path, monkeyp
     failed, without the server's folders or the token."""
     from owlfinder.data.hubsync import HubSyncError
     from owlfinder.labelling.queue import LabelQueue, hub_sync_from_env
-    from owlfinder.ui.label_tab import _sync_markdown
+    from owlfinder.ui.label_service import sync_markdown as _sync_markdown
 
     class LeakyApi:
         def __getattr__(self, name):

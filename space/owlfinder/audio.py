@@ -23,6 +23,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "AudioError",
@@ -45,7 +47,7 @@ MAX_CHANNELS = 64
 MAX_SAMPLE_RATE = 768_000
 
 
-class AudioError(Exception):
+class AudioError(OwlFinderError):
     """A recording that cannot be read; ``str(err)`` is one line naming the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):

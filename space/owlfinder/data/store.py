@@ -56,6 +56,7 @@ from owlfinder.data.schema import (
     utc_now,
 )
 from owlfinder.durable import atomic_write
+from owlfinder.errors import OwlFinderError
 
 __all__ = ["CARD_PATH", "DEFAULT_LICENSE", "DatasetStore", "StoreError", "is_hub_id", "redact"]
 
@@ -91,7 +92,7 @@ a `reason` for negatives, and the `verdict` (`owl`, `not_owl` or `unsure`).
 T = TypeVar("T")
 
 
-class StoreError(Exception):
+class StoreError(OwlFinderError):
     """A store operation that failed; ``str(err)`` is one line (and never holds a token)."""
 
 

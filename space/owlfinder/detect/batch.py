@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from owlfinder import audio
-from owlfinder.detect.engine import DEFAULT_PARAMS, Detection, DetectionParams, iter_detect
+from owlfinder.detect.detection import DEFAULT_PARAMS, Detection, DetectionParams
+from owlfinder.detect.engine import iter_detect
 from owlfinder.detect.exports import FORMATS, SUFFIXES, atomic_write_text, write_detection
 from owlfinder.detect.model import OwlClassifier
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from owlfinder.detect.engine import Detection
+from owlfinder.detect.detection import Detection
 from owlfinder.durable import atomic_write_text
 
 __all__ = [

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = [
     "BUNDLED_MODEL",
     "DEFAULT_THRESHOLD",
@@ -41,7 +43,7 @@ WINDOW_KEY = "owl_window_s"
 _NEGATED = re.compile(r"^(not|no|non)[\s_\-]", re.IGNORECASE)
 
 
-class ModelError(Exception):
+class ModelError(OwlFinderError):
     """A model that cannot be loaded or used; ``str(err)`` is one line."""
 
 

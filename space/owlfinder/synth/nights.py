@@ -25,13 +25,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from owlfinder.synth.backgrounds import BackgroundPool, BackgroundStream, _as_pool, _NoiseLoop
 from owlfinder.synth.calls import (
-    BackgroundPool,
-    BackgroundStream,
     OwlCallParams,
     SynthError,
-    _as_pool,
-    _NoiseLoop,
     call_gain_for_snr,
     render_owl_call,
     sample_bout,
@@ -294,7 +291,7 @@ def make_night(
     """Write a synthetic night with owl calls and confusers at known times, and its ground truth.
 
     The background is real audio from ``backgrounds`` (random stretches crossfaded one into the next, see
-    :class:`~owlfinder.synth.calls.BackgroundPool`) over a faint pink-noise floor; ``None`` gives pink noise only.
+    :class:`~owlfinder.synth.backgrounds.BackgroundPool`) over a faint pink-noise floor; ``None`` gives pink noise only.
     Powerful Owl calls come in bouts (one to three double hoots, seconds apart); Boobook and Barking Owl
     calls come in short series. Each call is mixed at a band SNR drawn per bout from ``snr_db_range``
     (dB, measured on channel 1 over the call's span). Channels share the background and the calls, with

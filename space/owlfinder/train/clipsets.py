@@ -27,6 +27,7 @@ import numpy as np
 from owlfinder import audio as _audio
 from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, fit_to_length
 from owlfinder.data.schema import CLIP_S, LABELS, SAMPLE_RATE
+from owlfinder.errors import OwlFinderError
 
 __all__ = [
     "ClipSet",
@@ -42,7 +43,7 @@ __all__ = [
 _SCALE = 32767.0
 
 
-class DataError(Exception):
+class DataError(OwlFinderError):
     """Training data that cannot be used; ``str(err)`` is one line naming the file or folder."""
 
 

@@ -33,6 +33,7 @@ from transformers import Trainer, TrainerCallback
 
 from owlfinder.audio import resample
 from owlfinder.data.schema import LABELS, SAMPLE_RATE
+from owlfinder.errors import OwlFinderError
 from owlfinder.evaluation.metrics import binary_metrics
 from owlfinder.train.augment import AugmentConfig, Augmenter
 from owlfinder.train.calibration import Calibration, calibrate_threshold, calibration_config
@@ -57,7 +58,7 @@ __all__ = [
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
-class TrainingError(Exception):
+class TrainingError(OwlFinderError):
     """A training run that cannot start or finish; ``str(err)`` is one line."""
 
 

@@ -20,7 +20,7 @@ that reaches the queue just after the first one took it.
 
 Limits: ``max_upload_bytes`` (gradio refuses larger uploads; the service checks again), ``max_hours`` (from
 the header, before any decoding) and ``max_request_s`` (checked between batches while scanning). Messages
-never hold a server path: :func:`public_error` scrubs them.
+never hold a server path: :func:`owlfinder.errors.scrub_paths` cuts them to file names.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ import soundfile as sf
 
 from owlfinder import audio
 from owlfinder.audio import AudioError, AudioInfo
-from owlfinder.detect.engine import Detection, DetectionParams, iter_detect
+from owlfinder.detect.detection import Detection, DetectionParams
+from owlfinder.detect.engine import DetectionBuilder, iter_detect
 from owlfinder.detect.exports import FORMATS, SUFFIXES, write_detection
 from owlfinder.detect.model import ModelError, OwlClassifier, load_classifier
+from owlfinder.errors import OwlFinderError, public_message, scrub_paths
 from owlfinder.timestamps import parse_recording_start
 from owlfinder.ui import plots
 from owlfinder.ui import zerogpu as gpu
@@ -83,7 +85,7 @@ _RUN_RE = re.compile(r"^run-(\d+)-([0-9a-f]{12})-[0-9a-f]{32}$")
 Progress = Callable[[float, str], None]
 
 
-class ServiceError(Exception):
+class ServiceError(OwlFinderError):
     """A problem to show a person: ``str(err)`` is one line naming the file and what is wrong."""
 
 
@@ -112,15 +114,8 @@ def _scrub(reason: str, path: Path, display_name: str) -> str:
     return reason
 
 
-def scrub_paths(text: str) -> str:
-    """``text`` on one line, every absolute path in it cut down to its last component (no server folders)."""
-    return re.sub(r"(?<![\w.:/])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)", r"\1", " ".join(str(text).split()))
-
-
-def public_error(err: BaseException) -> str:
-    """One line for an unexpected error, safe to show anyone: its type and message, without server paths."""
-    text = scrub_paths(str(err))
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+#: One line for an unexpected error, safe to show anyone (see :func:`owlfinder.errors.public_message`).
+public_error = public_message
 
 
 def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -263,24 +258,6 @@ def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: i
     return "  \n".join(lines)
 
 
-# ------------------------------------------------------------------------------------ ZeroGPU slices
-
-#: Classifiers by key, so a forked ZeroGPU worker finds the model without pickling it.
-_CLASSIFIERS: dict[str, OwlClassifier] = {}
-
-
-def _slice_duration(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
-                    info: AudioInfo, rtf: float, max_s: float) -> int:
-    return gpu.gpu_seconds(audio_s, rtf=rtf, max_s=max_s)
-
-
-@gpu.gpu_task(duration=_slice_duration)
-def _scan_slice(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
-                info: AudioInfo, rtf: float, max_s: float) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """One GPU call: score the windows ``[k0, k1)`` of a recording (see :func:`owlfinder.ui.zerogpu.scan_range`)."""
-    yield from gpu.scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
-
-
 # ----------------------------------------------------------------------------------------- service
 
 
@@ -291,7 +268,7 @@ class DetectService:
         cfg: the settings.
         queue: the labelling queue (:class:`owlfinder.labelling.queue.LabelQueue`), or ``None``.
         classifier: an already loaded classifier (default: load ``cfg.model`` on ``cfg.device``).
-        sliced: scan in GPU-sized slices (default: only on ZeroGPU).
+        sliced: scan in GPU-sized slices (default: ``cfg.zero_gpu``, only on ZeroGPU).
         upload_root: where uploads arrive (gradio's upload folder); a path outside it is refused, so no
             request can make the service take (and remove) any other file.
 
@@ -315,9 +292,9 @@ class DetectService:
         self.upload_refs: Callable[[str], int] | None = None
         self.recent_s = 15.0
         self.clf = classifier or load_classifier(cfg.model, device=cfg.device)
-        self.sliced = gpu.on_zero_gpu() if sliced is None else sliced
+        self.sliced = cfg.zero_gpu if sliced is None else sliced
         self._key = uuid.uuid4().hex
-        _CLASSIFIERS[self._key] = self.clf
+        gpu.register_classifier(self._key, self.clf)
         self._queue_lock = threading.Lock()
         self.scratch = Path(cfg.tmp_dir)
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -571,34 +548,20 @@ class DetectService:
                      ) -> Iterator[Detection]:
         """The engine's scan as a series of GPU calls over slices of the window grid."""
         clf, info = self.clf, upload.info
-        sr, win = clf.sampling_rate, clf.window_samples
-        threshold = clf.threshold if params.threshold is None else float(params.threshold)
+        sr = clf.sampling_rate
         slice_s = gpu.slice_seconds(self.cfg.gpu_rtf, max_s=self.cfg.gpu_max_s, cap_s=self.cfg.gpu_slice_s)
         plan = gpu.plan_slices(info.duration_s, slice_s, params.hop_s, clf.window_s)
-        starts: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
+        built = DetectionBuilder(str(upload.path), clf, params, info, recorded_at=None)
         t0 = time.perf_counter()
-        reached = 0
 
         def result(status: str) -> Detection:
-            st = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
-            sc = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-            total = reached if status == "complete" else max(reached, int(info.duration_s * sr))
-            det = Detection(
-                file=str(upload.path), duration_s=(reached if status == "complete" else total) / sr,
-                sample_rate=info.sample_rate, model=clf.name, threshold=threshold, window_s=clf.window_s,
-                hop_s=params.hop_s, gap_s=params.gap_s, min_duration_s=params.min_duration_s, recorded_at=None,
-                starts_s=st / sr, ends_s=np.minimum(st + win, max(total, 1)) / sr, scores=sc, events=[],
-                status=status, model_fingerprint=clf.fingerprint,
-                timings_s={"total": time.perf_counter() - t0, "slices": float(len(plan))})
-            return det.rethreshold(threshold)
+            return built.result(status, timings={"total": time.perf_counter() - t0, "slices": float(len(plan))})
 
         for k0, k1 in plan:
             audio_s = ((k1 if k1 is not None else info.duration_s / params.hop_s) - k0) * params.hop_s
-            for st, sc, reached in _scan_slice(self._key, str(upload.path), params, k0, k1, audio_s, info,
-                                               self.cfg.gpu_rtf, self.cfg.gpu_max_s):
-                starts.append(st)
-                scores.append(sc)
+            for st, sc, reached in gpu.scan_slice(self._key, str(upload.path), params, k0, k1, audio_s, info,
+                                                  self.cfg.gpu_rtf, self.cfg.gpu_max_s):
+                built.add(st, sc, reached)
                 report(min(reached / sr, info.duration_s), info.duration_s)
                 in_time(min(reached / sr, info.duration_s))
                 if due():

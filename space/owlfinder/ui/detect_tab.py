@@ -1,7 +1,7 @@
 """The Detect tab: upload, threshold, a live score timeline, the events table, event playback, downloads.
 
-Callbacks only call :class:`~owlfinder.ui.detect_service.DetectService` and turn its
-:class:`~owlfinder.ui.detect_service.ServiceError` into a one-line :class:`gradio.Error`.
+Callbacks only call :class:`~owlfinder.ui.detect_service.DetectService`; :func:`owlfinder.ui.callbacks.user_errors`
+turns its errors into a one-line :class:`gradio.Error`.
 
 Event endpoints (undocumented in the API page; the documented API is ``/detect``): ``detect_ui`` (the
 streaming run), ``rethreshold`` and ``play_event``.
@@ -9,27 +9,21 @@ streaming run), ``rethreshold`` and ``play_event``.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
+from owlfinder.errors import OwlFinderError, public_message
+from owlfinder.ui.callbacks import user_errors
 from owlfinder.ui.detect_service import (
     DOWNLOAD_FORMATS,
     UPLOAD_SUFFIXES,
     DetectService,
-    ServiceError,
     Session,
-    public_error,
 )
 from owlfinder.ui.plots import EVENT_DATATYPES, event_columns, fmt_score, timeline_figure
 
 __all__ = ["build_detect_tab", "error_markdown", "user_errors"]
-
-log = logging.getLogger(__name__)
 
 _INTRO = """Upload a recording (WAV, FLAC, MP3, OGG or M4A, up to {hours:g} h and {size}), then press
 **Find owls**. The timeline grows while the file is scanned; pick an event in the table to hear it with
@@ -41,48 +35,18 @@ _PICK = "Pick an event in the table to hear it."
 DOWNLOAD_LABELS = ("JSON", "CSV", "Raven", "Audacity")
 
 
-def _message(err: Exception, where: str, *, log_it: bool = True) -> str:
-    """The one line people see for a failed callback (unexpected failures are logged in full, once)."""
+def _message(err: Exception) -> str:
+    """The one line people see for a failed run (the same line :func:`user_errors` raises)."""
     if isinstance(err, gr.Error):
         return str(err.message)
-    if isinstance(err, ServiceError):
-        return str(err)
-    if log_it:
-        log.error("callback %s failed", where, exc_info=err)
-    return f"Something went wrong ({public_error(err)})"
+    if isinstance(err, OwlFinderError):
+        return err.public_message
+    return f"Something went wrong ({public_message(err)})"
 
 
 def error_markdown(message: str) -> str:
     """A failed run's message for the summary area, where it stays until the next run (a toast fades)."""
     return f"⚠️ **Not scanned.** {message}  \nChoose another recording and press **Find owls** again."
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Wrap a callback so that every failure reaches the page as a one-line :class:`gradio.Error`."""
-
-    def message(err: Exception) -> str:
-        return _message(err, fn.__name__)
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as err:
-                raise gr.Error(message(err), print_exception=False) from None
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as err:
-            raise gr.Error(message(err), print_exception=False) from None
-    return wrapper
 
 
 def _buttons(paths: list[str] | None) -> list:
@@ -157,7 +121,7 @@ def build_detect_tab(service: DetectService) -> dict[str, gr.components.Componen
         except Exception as err:
             # The message goes into the summary, where it stays until the next run; the toast (and an API
             # caller's error) follow from the re-raise. The previous results are gone with their session.
-            yield (None, timeline_figure(None), _table(None), error_markdown(_message(err, "on_run", log_it=False)),
+            yield (None, timeline_figure(None), _table(None), error_markdown(_message(err)),
                    *_buttons(None), None, None, _PICK)
             raise
 

@@ -1,6 +1,6 @@
 """Pictures and tables for the Space: the score timeline, the events table and event spectrograms.
 
-Pure functions of a :class:`~owlfinder.detect.engine.Detection` (or an array of audio); nothing here imports gradio.
+Pure functions of a :class:`~owlfinder.detect.detection.Detection` (or an array of audio); nothing here imports gradio.
 Times shown to people are ``hh:mm:ss`` from the start of the recording and, when the file name gives the
 recording's start (A2O ``20210603T200000+1000_Site.flac``, AudioMoth ``20240101_203000.WAV``), wall-clock
 times too.
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from owlfinder.detect.engine import Detection
+from owlfinder.detect.detection import Detection
 from owlfinder.spectrogram import DEFAULT_HIGHPASS_HZ, owl_spectrogram
 
 __all__ = [
