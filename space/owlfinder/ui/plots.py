@@ -266,7 +266,7 @@ def spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = 2000.0, n_fft: int |
 def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s: float = 0.0,
                     event: tuple[float, float] | None = None, title: str = "", fmax_hz: float = 2000.0,
                     recorded_at: str | None = None, highpass_hz: float | None = DEFAULT_HIGHPASS_HZ,
-                    size_in: tuple[float, float] = (12.0, 3.8)) -> Path:
+                    size_in: tuple[float, float] = (12.0, 4.6)) -> Path:
     """Draw a 0–``fmax_hz`` spectrogram of a clip to a PNG with an ``hh:mm:ss`` time axis.
 
     Colours come from :func:`owlfinder.spectrogram.owl_spectrogram` (scaled per clip on the band above
