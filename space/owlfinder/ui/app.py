@@ -37,8 +37,8 @@ CSS = """
 #owl-title p { margin-top: 0; color: var(--body-text-color-subdued); }
 #owl-summary { min-height: 3em; }
 /* The whole file name, wrapped, never "20210603….flac". */
-#owl-upload .filename { display: block; overflow-wrap: anywhere; }
-#owl-upload .filename .stem, #owl-upload .filename .ext { display: inline; white-space: normal; text-overflow: clip; }
+#owl-upload .filename { align-items: flex-end; }
+#owl-upload .filename .stem { white-space: normal; overflow-wrap: anywhere; text-overflow: clip; }
 /* Room for gradio's progress bar and its status badge ("Error") without clipping. */
 #owl-progress { min-height: 2.75em; overflow: visible; }
 #owl-downloads-label p, #owl-model p { font-size: var(--text-md); }
