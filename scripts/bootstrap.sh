@@ -16,5 +16,13 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 req=requirements.txt; [ $dev = 1 ] && req=requirements-dev.txt
-python -m pip install -q --disable-pip-version-check -r "$req" -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
-python -c "import owlfinder, torch, transformers, gradio" >/dev/null
+py=${PYTHON:-python}
+# pip repeats two harmless warnings for every requirement: running as root, and a find-links folder named in
+# this machine's pip configuration that does not exist ("Location '...' is ignored"). Show each once.
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+rc=0; "$py" -m pip install -q --disable-pip-version-check -r "$req" -e . >"$log" 2>&1 || rc=$?
+grep -v -e "Running pip as the 'root' user" -e "^WARNING: Location '.*' is ignored" "$log" >&2 || true
+ignored=$(grep -o "^WARNING: Location '[^']*' is ignored" "$log" | sed "s/^WARNING: Location '\(.*\)' is ignored/\1/" | sort -u | paste -sd ' ' -) || true
+[ -n "$ignored" ] && echo "note: pip's configuration names find-links locations that do not exist here, ignored: $ignored" >&2
+[ $rc = 0 ] || { echo "error: pip install -r $req failed (exit $rc); see the lines above" >&2; exit $rc; }
+"$py" -c "import owlfinder, torch, transformers, gradio" >/dev/null

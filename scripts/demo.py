@@ -26,15 +26,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backgrounds", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--no-serve", action="store_true", help="do not start the Space afterwards")
+    p.add_argument("--promise-precision", type=float, default=None,
+                   help="event precision the README promises at the calibrated threshold (default: the "
+                        "model's own calibration target, owl_target_precision, else 0.9)")
     return p.parse_args(argv)
+
+
+def results_text(counts, duration_s: float, promised_precision: float) -> str:
+    """The demo's verdict in plain words: calls found, false alarms, and whether the promise holds.
+
+    Args:
+        counts: an :class:`owlfinder.evaluation.report.EventCounts` for the demo night.
+        duration_s: the night's length in seconds.
+        promised_precision: the event precision (0-1) the README promises at the calibrated threshold.
+    """
+    hours = max(duration_s, 1e-9) / 3600
+    fp = counts.false_positives
+    lines = [f"Results on this {duration_s / 60:.0f}-minute synthetic night "
+             f"({counts.n_true} synthetic owl calls mixed into real owl-free recordings), "
+             f"threshold {counts.threshold:.3f}:",
+             f"  calls found:   {counts.n_found} of {counts.n_true}"
+             + (f" (recall {counts.n_found / counts.n_true:.0%})" if counts.n_true else ""),
+             f"  events:        {counts.n_events}, of which {counts.n_true_positive_events} on an owl call and "
+             f"{fp} false alarm(s) ({fp / hours:.1f} per hour)"]
+    if counts.n_events:
+        precision = counts.n_true_positive_events / counts.n_events
+        met = precision >= promised_precision
+        lines.append(f"  precision:     {precision:.0%} of events are owl calls; the README promises at least "
+                     f"{promised_precision:.0%}: " + ("met" if met else "NOT met by this model"))
+    else:
+        lines.append("  precision:     no events, so nothing to check against the README's promise")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from owlfinder.audio import quiet_decoder_messages
     from owlfinder.detect import batch
     from owlfinder.detect.detection import Detection, DetectionParams
     from owlfinder.detect.model import ModelError, load_classifier
-    from owlfinder.evaluation.report import count_events, read_truth
+    from owlfinder.evaluation.report import count_events, match_events, read_truth
     from owlfinder.synth.nights import a2o_filename, make_night
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -42,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     if not night.exists() or not Path(f"{night.with_suffix('')}.truth.json").exists():
         backgrounds = args.backgrounds if args.backgrounds.is_dir() else None
         print(f"making a {args.minutes:.0f}-minute synthetic night: {night}", file=sys.stderr)
-        make_night(night, args.minutes * 60, sr=44100, channels=2, backgrounds=backgrounds, seed=args.seed,
-                   progress=True)
+        with quiet_decoder_messages() as skipped:
+            make_night(night, args.minutes * 60, sr=44100, channels=2, backgrounds=backgrounds, seed=args.seed,
+                       progress=True)
+        if skipped.count:
+            print(f"note: the MP3 decoder reported {skipped.count} damaged frame(s) in the background recordings "
+                  "(libmpg123 'part2_3_length' messages) and skipped them; the night is complete", file=sys.stderr)
     try:
         clf = load_classifier(None)
     except ModelError as err:
@@ -56,11 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     if res.status == "error":
         return 1
     det = Detection.from_dict(json.loads((args.out / "results" / f"{night.stem}.json").read_text()))
-    counts = count_events(det, read_truth(night))
-    print(f"\n{counts.n_events} event(s) in {det.duration_s / 60:.0f} min, {counts.false_positives} of them "
-          f"false; {counts.n_found} of {counts.n_true} synthetic owl calls found", file=sys.stderr)
-    for ev in det.events[:15]:
-        print(f"  {ev.start_s:8.1f}-{ev.end_s:8.1f} s  score {ev.score:.3f}  {ev.start_time or ''}")
+    truth = read_truth(night)
+    counts = count_events(det, truth)
+    target = args.promise_precision
+    if target is None:
+        target = float(getattr(clf.model.config, "owl_target_precision", None) or 0.9)
+    print("\n" + results_text(counts, det.duration_s, target), file=sys.stderr)
+    hits, _ = match_events([(ev.start_s, ev.end_s) for ev in det.events], truth)
+    for ev, hit in zip(det.events[:15], hits, strict=False):
+        print(f"  {ev.start_s:8.1f}-{ev.end_s:8.1f} s  score {ev.score:.3f}  {ev.start_time or ''}  "
+              + ("owl call" if hit else "false alarm"))
+    if len(det.events) > 15:
+        print(f"  … and {len(det.events) - 15} more in the results")
     print(f"results: {args.out / 'results'} (JSON, CSV, Raven, Audacity)", file=sys.stderr)
     if args.no_serve:
         return 0

@@ -17,10 +17,33 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from owlfinder.audio import quiet_decoder_messages
 from owlfinder.detect import batch
 from owlfinder.detect.detection import DetectionParams
 from owlfinder.detect.exports import FORMATS
 from owlfinder.detect.model import ModelError, load_classifier
+
+#: Narrower terminals (or ones that report no width, as some CI and container consoles do) get plain lines.
+MIN_BAR_WIDTH = 40
+#: What a re-run did with a file it had finished before (summary.csv status -> the line people read).
+REUSED = {
+    "reused": "reused saved results (same model, windows and threshold)",
+    "rethresholded": "reused saved scores; events re-derived for the new threshold, gap or minimum length",
+}
+
+
+def _bar_width(stream) -> int:
+    """Columns of the terminal behind ``stream``; 0 when it is not a terminal or reports no width."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def fmt_duration(seconds: float) -> str:
+    """``hh:mm:ss`` for a duration in seconds."""
+    s = int(round(max(0.0, seconds)))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,40 +111,56 @@ def main(argv: list[str] | None = None) -> int:
         print(f"model {clf.name} on {clf.device} | threshold {threshold:.3f}{sites} | {len(inputs)} recording(s)"
               + (f" over {world} processes" if world > 1 else ""), file=sys.stderr)
 
-    # Bars on a terminal; plain lines in logs and pipes, so error lines stay clean one-liners.
-    bars = sys.stderr.isatty() and not args.quiet
+    bars = not args.quiet and _bar_width(sys.stderr) >= MIN_BAR_WIDTH
+    plain = not args.quiet and not bars
     total_bar = tqdm(total=len(mine), unit="file", desc=f"files[{rank}]" if world > 1 else "files",
                      position=2 * rank, disable=not bars)
     file_bar = tqdm(total=0, unit="s", desc="audio", position=2 * rank + 1, leave=False, disable=not bars,
                     bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{rate_fmt}]")
     done_files = 0
+    next_tenth = 1
+
+    def say(msg: str) -> None:
+        (tqdm.write if bars else print)(msg, file=sys.stderr, flush=True)
 
     def on_file_start(item: batch.InputFile, duration_s: float) -> None:
+        nonlocal next_tenth
+        next_tenth = 1
         total_bar.set_postfix_str(item.path.name[-40:])
         file_bar.reset(total=duration_s)
-        if not bars and not args.quiet:
-            print(f"[{done_files + 1}/{len(mine)}] {item.path} ({duration_s:.0f} s)", file=sys.stderr, flush=True)
+        if plain:
+            say(f"[{done_files + 1}/{len(mine)}] {item.path} ({fmt_duration(duration_s)})")
 
     def progress(done: float, total: float) -> None:
+        nonlocal next_tenth
         file_bar.n = done
         file_bar.refresh()
+        # Without bars, one line per tenth of a file: a long recording shows it is moving, logs stay short.
+        if plain and total > 0 and done < total and done / total >= next_tenth / 10:
+            next_tenth = int(10 * done / total) + 1
+            say(f"  {100 * done / total:3.0f} %  {fmt_duration(done)} of {fmt_duration(total)}")
 
     def on_error(msg: str) -> None:
-        (tqdm.write if bars else print)(f"error: {msg}", file=sys.stderr)
+        say(f"error: {msg}")
 
     results = []
-    for item in mine:
-        got = batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
-                                 on_file_start=on_file_start, progress=progress, on_error=on_error)
-        for r in got:  # say which threshold a file got when it is not the one announced above
-            if r.threshold is not None and params.threshold is None and abs(r.threshold - clf.threshold) > 1e-12:
-                (tqdm.write if bars else print)(f"{item.path.name}: threshold {r.threshold:.3f}, {r.threshold_note}",
-                                                file=sys.stderr)
-        results += got
-        done_files += 1
-        total_bar.update(1)
-    file_bar.close()
-    total_bar.close()
+    with quiet_decoder_messages() as skipped:  # libmpg123 prints a line per damaged MP3 frame
+        for item in mine:
+            got = batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
+                                     on_file_start=on_file_start, progress=progress, on_error=on_error)
+            for r in got:  # say which threshold a file got when it is not the one announced above
+                if r.threshold is not None and params.threshold is None and abs(r.threshold - clf.threshold) > 1e-12:
+                    say(f"{item.path.name}: threshold {r.threshold:.3f}, {r.threshold_note}")
+            results += got
+            done_files += 1
+            total_bar.update(1)
+            if not args.quiet and results and results[-1].status in REUSED:
+                say(f"  {results[-1].file}: {REUSED[results[-1].status]}")
+        file_bar.close()
+        total_bar.close()
+    if skipped.count:
+        print(f"note: the MP3 decoder reported {skipped.count} damaged frame(s) (libmpg123 'part2_3_length' "
+              "messages) and skipped them, about 26 ms of audio each; the rest was scanned", file=sys.stderr)
 
     if world > 1:
         batch.write_summary(results, args.out / f"summary.part{rank}.csv")
@@ -143,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         n_events = sum(r.events or 0 for r in results)
         kept = [f"{n} {status} (results already there{'' if status == 'reused' else ', events re-derived'})"
                 for status in ("reused", "rethresholded") if (n := sum(r.status == status for r in results))]
-        print(f"{len(results) - len(failed)} done" + "".join(f", {k}" for k in kept)
+        saved = " (saved scores were used; --force rescans)" if kept else ""
+        print(f"{len(results) - len(failed)} done" + "".join(f", {k}" for k in kept) + saved
               + f", {len(failed)} failed, {n_events} event(s); summary: {args.out / 'summary.csv'}",
               file=sys.stderr)
     return 1 if failed else 0

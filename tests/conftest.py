@@ -18,8 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # tests/ holds helpers (models.py) that tests import by name.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-#: Real field recordings beside the project (negatives only); used by path, never copied.
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: Real field recordings beside the project (negatives only); used by path, never copied. ``OWL_SHARED_DATA``
+#: points elsewhere (a git worktree does not sit beside ``shared/``).
+SHARED_DATA = Path(os.environ.get("OWL_SHARED_DATA") or REPO_ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

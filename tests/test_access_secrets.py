@@ -303,12 +303,26 @@ def test_the_label_tabs_status_line_shows_no_path_and_no_token(tmp_path, monkeyp
     monkeypatch.setenv("HF_TOKEN", HF_TOKEN)
     queue = LabelQueue(tmp_path / "data")
     local = _sync_markdown(queue)
-    assert str(tmp_path) not in local and "/" not in local.replace("`dataset`", "")
+    # An absolute data folder is named by its setting, never shown.
+    assert str(tmp_path) not in local and "/" not in local.replace("`$OWL_DATA_DIR/dataset/`", "")
     sync = hub_sync_from_env(queue, {"OWL_DATASET": "someone/ds", "HF_TOKEN": HF_TOKEN}, api=LeakyApi(),
                              start=False)
     sync.hub.retries = 1
     with pytest.raises(HubSyncError):
         sync.sync_once()
     shown = _sync_markdown(queue)
-    assert "will retry" in shown and "someone/ds" in shown
+    assert "will retry" in shown and "`$OWL_DATA_DIR/dataset/`" in shown and "someone/ds" in shown
     assert HF_TOKEN not in shown and HF_TOKEN[3:] not in shown and str(tmp_path) not in shown, shown
+
+
+def test_the_label_tab_shows_a_relative_data_folder_as_configured(tmp_path, monkeypatch):
+    """The page says where verdicts go (the issue: "the dataset folder of its data folder" named no path);
+    a data folder relative to the Space is shown as configured, one outside it only by its setting."""
+    from owlfinder.labelling.queue import LabelQueue
+    from owlfinder.ui.label_service import dataset_path_shown, sync_markdown
+
+    monkeypatch.chdir(tmp_path)
+    assert "`owl_data/dataset/`" in sync_markdown(LabelQueue("owl_data"))
+    assert dataset_path_shown("surveys/2024/owl_data/") == "surveys/2024/owl_data/dataset/"
+    for outside in ("/srv/owl", "../owl", "~/owl", tmp_path):
+        assert dataset_path_shown(outside) == "$OWL_DATA_DIR/dataset/"

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
+import os
+import pty
+import stat
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -18,8 +24,9 @@ from conftest import REPO_ROOT, write_tone_file
 SCRIPT = REPO_ROOT / "scripts" / "detect.py"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
+def run_cli(*args: str, umask: int = -1) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300,
+                          umask=umask)
 
 
 @pytest.fixture()
@@ -66,9 +73,11 @@ def test_folder_with_broken_files(survey, tmp_path, tiny_model_dir):
     again = run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "0")
     assert {r.status for r in read_summary(out / "summary.csv") if r.error is None} == {"reused"}
     assert again.returncode == 1
-    run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "1")
+    assert again.stderr.count("reused saved results") == 2 and "saved scores were used" in again.stderr
+    rethr = run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "1")
     rows = [r for r in read_summary(out / "summary.csv") if r.error is None]
     assert {r.status for r in rows} == {"rethresholded"} and all(r.events == 0 for r in rows)
+    assert rethr.stderr.count("reused saved scores; events re-derived") == 2
     assert exports.read_csv(f"{stem}.csv") == []
     run_cli(str(survey), "--out", str(out), "--model", str(tiny_model_dir), "--force", "--formats", "json")
     assert {r.status for r in read_summary(out / "summary.csv") if r.error is None} == {"ok"}
@@ -112,3 +121,82 @@ def test_rerun_with_a_calibrated_threshold_rewrites_nothing(tmp_path, tiny_model
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results} == before  # nothing rewritten
     assert {r.status for r in read_summary(out / "summary.csv")} == {"reused"}
     assert "2 reused (results already there)" in capsys.readouterr().err
+
+
+def test_outputs_follow_the_umask(tmp_path, tiny_model_dir):
+    """Colleagues on a shared server can read results: 0644 under umask 022, not mkstemp's 0600."""
+    rec = write_tone_file(tmp_path / "night.wav", 6.0)
+    out = tmp_path / "out"
+    proc = run_cli(str(rec), "--out", str(out), "--model", str(tiny_model_dir), umask=0o022)
+    assert proc.returncode == 0, proc.stderr
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert len(modes) == 5 and set(modes.values()) == {0o644}, modes
+
+
+def test_linked_folders_are_walked_and_loops_end(tmp_path, tiny_model_dir):
+    drive = tmp_path / "mounted-drive" / "site-c"
+    drive.mkdir(parents=True)
+    write_tone_file(drive / "night.wav", 6.0)
+    survey = tmp_path / "survey"
+    survey.mkdir()
+    write_tone_file(survey / "local.wav", 6.0)
+    (survey / "site-c").symlink_to(drive, target_is_directory=True)  # a linked site folder
+    (drive / "back").symlink_to(survey, target_is_directory=True)  # a loop through the link
+    linked_root = tmp_path / "linked-survey"
+    linked_root.symlink_to(survey, target_is_directory=True)
+    out = tmp_path / "out"
+    proc = run_cli(str(linked_root), "--out", str(out), "--model", str(tiny_model_dir))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 recording(s)" in proc.stderr
+    assert (out / "local.json").is_file() and (out / "site-c" / "night.json").is_file()
+    assert len(read_summary(out / "summary.csv")) == 2
+
+
+def test_a_folder_without_audio_is_an_error_naming_it(tmp_path, tiny_model_dir):
+    empty = tmp_path / "card-01"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("battery died")
+    proc = run_cli(str(empty), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir))
+    assert proc.returncode == 1
+    assert f"error: {empty}: no audio files" in proc.stderr and "Traceback" not in proc.stderr
+    (row,) = read_summary(tmp_path / "out" / "summary.csv")
+    assert row.file == str(empty) and row.status == "error"
+
+
+def test_a_terminal_with_no_width_gets_plain_progress_lines(tmp_path, tiny_model_dir):
+    """Some consoles report 0 columns: bars would draw nothing, so plain lines say where the run is."""
+    rec = write_tone_file(tmp_path / "night.wav", 30.0)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    try:
+        proc = subprocess.run([sys.executable, str(SCRIPT), str(rec), "--out", str(tmp_path / "out"), "--model",
+                               str(tiny_model_dir), "--hop", "1", "--batch-size", "4"], stdout=subprocess.PIPE, stderr=follower,
+                              timeout=300, env={**os.environ, "COLUMNS": "0"})
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # EIO: the child side is closed and drained
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        if follower >= 0:
+            os.close(follower)
+        os.close(leader)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert f"[1/1] {rec} (00:00:30)" in text
+    assert "% " in text and "of 00:00:30" in text, text
+
+
+def test_damaged_mp3_frames_are_one_note_not_a_flood(shared_data, tmp_path, tiny_model_dir):
+    mp3 = (shared_data / "QutEcoacoustics__audio-analysis/Acoustics/Acoustics.Test/TestResources/"
+           "Currawongs_curlew_West_Knoll_Bees_20091102-183000.mp3")
+    proc = run_cli(str(mp3), "--out", str(tmp_path / "out"), "--model", str(tiny_model_dir), "--hop", "5")
+    assert proc.returncode == 0, proc.stderr
+    assert "libmpg123/" not in proc.stderr and "part2_3_length (" not in proc.stderr
+    assert proc.stderr.count("note: the MP3 decoder reported") == 1

@@ -25,6 +25,8 @@ from servers import free_port
 import hostile
 from conftest import REPO_ROOT, write_tone_file
 
+#: The upload box links the stored file once the upload is complete (while uploading: a progress bar).
+STORED = "a[href*='/gradio_api/file=']"
 MAX_UPLOAD = 20_000_000  # OWL_MAX_UPLOAD=20mb
 MAX_HOURS = 12.0
 #: A one-line text file named *.flac (audio.probe once said "unsupported channel count 0" for it).
@@ -190,11 +192,17 @@ def test_an_upload_over_the_size_limit_is_refused_with_a_clear_message(space, tm
 
 @pytest.mark.browser
 def test_the_page_refuses_a_broken_file_in_a_real_browser(space, files, good):
-    """One broken file and then a good one through Chromium: the error toast is the one line."""
+    """One broken file and then a good one through Chromium: the error is written into the summary and stays
+    there until the next run, and the same page goes on to scan a good file.
+
+    Every wait is on the page's own state (a file name shown, the button back, the summary's text), never on
+    time; the timeouts are only upper bounds, generous for two busy cores.
+    """
     sync_api = pytest.importorskip("playwright.sync_api")
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
         pytest.skip("Debian's chromium (/usr/bin/chromium) is not installed")
+    expect = sync_api.expect
     page_wav = files["html as wav"][1]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), headless=True,
@@ -202,24 +210,38 @@ def test_the_page_refuses_a_broken_file_in_a_real_browser(space, files, good):
                                           "--disable-component-update", "--disable-sync", "--no-first-run"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(120_000)
+            expect.set_options(timeout=120_000)
             page.goto(space["url"], wait_until="load")
-            page.wait_for_selector("#owl-run", timeout=60_000)
-            page.locator("#owl-upload input[type=file]").set_input_files(str(page_wav))
-            page.locator("#owl-upload").get_by_text(page_wav.name).first.wait_for(timeout=30_000)
-            page.locator("#owl-run").click()
-            toast = page.locator("[data-testid=toast-body]").first
-            toast.wait_for(timeout=60_000)
-            text = toast.inner_text()
-            assert "page.wav: not a recognised audio file" in text, text
+            upload, run, summary = page.locator("#owl-upload"), page.locator("#owl-run"), page.locator("#owl-summary")
+            expect(run).to_be_enabled()
+            upload.locator("input[type=file]").set_input_files(str(page_wav))
+            # Uploaded: the component links the stored file (while uploading it shows only a progress bar).
+            expect(upload.locator(STORED)).to_have_count(1)
+            expect(upload).to_contain_text(page_wav.stem)
+            run.click()
+            expect(summary).to_contain_text("page.wav: not a recognised audio file")
+            text = summary.inner_text()
             assert "Traceback" not in text and str(space["root"]) not in text
-            page.wait_for_selector("#owl-run:not([disabled])", timeout=30_000)  # the button comes back
-            # The same page goes on to scan a good file.
-            page.locator("#owl-upload button[aria-label='Clear']").first.click()
-            page.locator("#owl-upload input[type=file]").set_input_files(str(good))
-            page.locator("#owl-upload").get_by_text(good.name).first.wait_for(timeout=30_000)
-            page.locator("#owl-run").click()
-            page.wait_for_function(
-                "document.querySelector('#owl-summary').innerText.includes('above threshold')", timeout=60_000)
-            assert good.name in page.locator("#owl-summary").inner_text()
+            expect(run).to_have_text("Find owls")  # the button comes back
+            expect(run).to_be_enabled()
+            # The error stays in the page after its toast is closed.
+            for close in page.locator("[data-testid=toast-close]").all():
+                close.click()
+            expect(page.locator("[data-testid=toast-body]")).to_have_count(0)
+            expect(summary).to_contain_text("page.wav: not a recognised audio file")
+            (REPO_ROOT / "test-artifacts").mkdir(exist_ok=True)
+            page.screenshot(path=str(REPO_ROOT / "test-artifacts" / "space_error_kept.png"), full_page=True)
+            # Clear the upload and wait until the old file is gone before choosing the next one: choosing it
+            # while the component still redraws can lose the new file.
+            upload.locator("button[aria-label='Clear']").first.click()
+            expect(upload.locator(STORED)).to_have_count(0)
+            expect(upload.locator("input[type=file]")).to_have_count(1)
+            upload.locator("input[type=file]").set_input_files(str(good))
+            expect(upload.locator(STORED)).to_have_count(1)
+            expect(upload).to_contain_text(good.stem)
+            run.click()
+            expect(summary).to_contain_text("above threshold")
+            assert good.name in summary.inner_text() and "not a recognised" not in summary.inner_text()
         finally:
             browser.close()

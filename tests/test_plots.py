@@ -67,7 +67,7 @@ def test_timeline_traces_threshold_events_and_hover():
     assert len(det.events) == 2
     fig = plots.timeline_figure(det)
     names = [t.name for t in fig.data]
-    assert names[0] == "owl score" and "events (2)" in names and "threshold 0.60" in names
+    assert names[0] == "owl score" and "events (2)" in names and "threshold 0.600" in names
     thr = next(t for t in fig.data if t.name.startswith("threshold"))
     assert list(thr.y) == [0.6, 0.6]
     score = fig.data[0]
@@ -116,10 +116,18 @@ def test_event_rows():
     det = make_det([0.1, 0.9, 0.95, 0.1, 0.1, 0.7], threshold=0.6, recorded_at=A2O_START)
     rows = plots.event_rows(det)
     assert [r[0] for r in rows] == [1, 2]
-    assert rows[0][1:] == ["00:00:02.5", "00:00:10.0", 7.5, 0.95, "20:00:02"]
+    assert rows[0][1:] == ["00:00:02.5", "00:00:10.0", "7.5", "0.950", "20:00:02"]  # 0.950, never 0.95
     assert len(rows[0]) == len(plots.EVENT_COLUMNS)
     assert plots.event_rows(make_det([0.1], threshold=0.5))[:1] == []
     assert plots.event_rows(None) == []
+    assert plots.event_columns(det) == plots.EVENT_COLUMNS
+
+
+def test_no_wall_clock_column_when_the_name_gives_no_time():
+    det = make_det([0.1, 0.9, 0.1], threshold=0.6)  # recorded_at unknown
+    assert plots.event_columns(det) == ["#", "start", "end", "length (s)", "score"]
+    assert [len(r) for r in plots.event_rows(det)] == [5]
+    assert plots.event_columns(None) == plots.EVENT_COLUMNS[:-1]
 
 
 def test_summary_markdown():
@@ -127,8 +135,11 @@ def test_summary_markdown():
     text = summary_markdown(det, "20210603T200000+1000_Site.flac", done=True, queued=3)
     assert "**1 event**" in text and "0.60" in text and "recorded 2021-06-03 20:00:00" in text
     assert "3 new clips queued for labelling" in text
+    assert "threshold 0.600" in text and "best score 0.950" in text  # three decimals everywhere
     running = make_det([0.1, 0.9], status="running", duration=100.0)
-    assert "Scanning… 00:00:08 of 00:01:40 (8 %)" in summary_markdown(running, "x.wav", done=False)
+    text = summary_markdown(running, "x.wav", done=False)
+    # How far the scan is lives in the progress bar only: the summary never shows a second, lagging number.
+    assert "Scanning… **1 event** so far above threshold 0.500" in text and "%" not in text and "of 00:" not in text
 
 
 def test_safe_stem():

@@ -114,7 +114,8 @@ def test_upload_timeline_event_player_downloads(browser, app_url, night):
     assert page.locator("#owl-threshold input[type=number]").input_value()  # calibrated default shown
 
     page.locator("#owl-upload input[type=file]").set_input_files(str(night))
-    page.locator("#owl-upload").get_by_text(".flac").first.wait_for(timeout=30_000)
+    # Uploaded: the box links the stored file (while uploading it shows a progress bar).
+    page.locator("#owl-upload a[href*='/gradio_api/file=']").wait_for(timeout=60_000)
     page.locator("#owl-run").click()
 
     # The run finishes with the download buttons enabled; the timeline and the events table are filled.
@@ -157,7 +158,8 @@ def test_upload_timeline_event_player_downloads(browser, app_url, night):
     assert "Event 1" in page.locator("#owl-event-caption").inner_text()
     img_src = page.locator("#owl-spectrogram img").get_attribute("src")
     assert img_src and page.request.get(img_src).ok
-    page.wait_for_timeout(500)
+    page.wait_for_function("(document.querySelector('#owl-spectrogram img') || {}).complete && "
+                           "document.querySelector('#owl-spectrogram img').naturalWidth > 0", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "space_detect_event.png"), full_page=True)
 
     # A new threshold re-derives the events from the saved scores: at 0 every window is one event.
@@ -165,7 +167,7 @@ def test_upload_timeline_event_player_downloads(browser, app_url, night):
     box.fill("0")
     box.press("Enter")
     page.wait_for_function("document.querySelector('#owl-summary').innerText.includes('1 event above "
-                           "threshold 0.00')", timeout=30_000)
+                           "threshold 0.000')", timeout=30_000)
     assert page.locator("[data-testid=cell-1-0]").count() == 0
     assert not errors, errors
     page.close()

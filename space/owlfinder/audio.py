@@ -10,10 +10,13 @@ All errors are :class:`AudioError` with a one-line message that names the file a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +34,7 @@ __all__ = [
     "is_audio_path",
     "load",
     "probe",
+    "quiet_decoder_messages",
     "resample",
     "stream",
     "to_mono",
@@ -422,3 +426,84 @@ def load(
                                "stream it instead")
     parts = list(stream(path, sr, start_s=start_s, end_s=end_s, info=info))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ decoder messages
+
+#: libsndfile's MP3 decoder (libmpg123) prints a line straight to the process's stderr for each damaged
+#: frame it skips, e.g. ``[src/libmpg123/layer3.c:INT123_do_layer3():1774] error: part2_3_length (3424) too
+#: large for available bit count (3240)``. Decoding goes on; only that frame's ~26 ms are lost.
+_MPG123_MARK = b"[src/libmpg123/"
+
+
+@dataclass
+class DecoderMessages:
+    """What :func:`quiet_decoder_messages` held back: ``count`` libmpg123 lines."""
+
+    count: int = 0
+    lines: list[bytes] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def quiet_decoder_messages() -> Iterator[DecoderMessages]:
+    """Hold back libmpg123's per-frame messages (see :data:`_MPG123_MARK`) written to stderr inside the block.
+
+    Everything else written to file descriptor 2 (Python's ``sys.stderr``, progress bars, other C libraries)
+    passes through unchanged and promptly. Yields a :class:`DecoderMessages` whose ``count`` is final once
+    the block exits, so the caller can say in one line what was skipped. Where stderr has no file
+    descriptor 2, nothing is filtered.
+    """
+    found = DecoderMessages()
+    fd = 2  # C libraries write to descriptor 2 whatever sys.stderr is
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(fd)
+    except OSError:
+        yield found
+        return
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, fd)
+    os.close(write_end)
+
+    def pump() -> None:
+        # The messages can land in the middle of a progress bar's line (bars end lines with a redraw, not
+        # a newline), so look for the mark anywhere and drop from it to the end of its line.
+        buf = b""
+        while chunk := os.read(read_end, 65536):
+            buf += chunk
+            out = []
+            while True:
+                i = buf.find(_MPG123_MARK)
+                if i < 0:
+                    # Hold back a tail that could be the start of a mark split across writes.
+                    keep = next((k for k in range(min(len(_MPG123_MARK) - 1, len(buf)), 0, -1)
+                                 if _MPG123_MARK.startswith(buf[-k:])), 0)
+                    out.append(buf[:len(buf) - keep])
+                    buf = buf[len(buf) - keep:]
+                    break
+                out.append(buf[:i])
+                nl = buf.find(b"\n", i)
+                if nl < 0:
+                    buf = buf[i:]  # wait for the end of the message
+                    break
+                found.count += 1
+                if len(found.lines) < 5:
+                    found.lines.append(buf[i:nl].rstrip())
+                buf = buf[nl + 1:]
+            if any(out):
+                os.write(saved, b"".join(out))
+        if buf:
+            os.write(saved, buf)
+
+    reader = threading.Thread(target=pump, name="owl-stderr-filter", daemon=True)
+    reader.start()
+    try:
+        yield found
+    finally:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            sys.stderr.flush()
+        os.dup2(saved, fd)  # closes the pipe's last write end: the pump drains and stops
+        reader.join(timeout=10)
+        os.close(read_end)
+        os.close(saved)

@@ -62,37 +62,66 @@ class FileResult:
 def collect_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[InputFile], list[FileResult]]:
     """Expand files and folders (walked recursively for audio suffixes) into recordings to scan.
 
-    Returns the recordings and error rows for paths that do not exist. A file named directly is taken
-    whatever its suffix, so that a mis-named or broken file gets its own error line.
+    Folders are walked through symbolic links (a mounted survey drive, a linked site folder); a link back to
+    a folder already on the walk is skipped, so loops end. A file reached twice is scanned once.
+
+    Returns the recordings and error rows for paths that do not exist or hold no audio. A file named directly
+    is taken whatever its suffix, so that a mis-named or broken file gets its own error line.
     """
     found: list[InputFile] = []
-    missing: list[FileResult] = []
+    errors: list[FileResult] = []
     seen: set[Path] = set()
+
+    def add(f: Path, root: Path) -> bool:
+        real = f.resolve()
+        if real in seen:
+            return False
+        seen.add(real)
+        found.append(InputFile(f, root))
+        return True
+
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and audio.is_audio_path(f) and not f.name.startswith("."):
-                    if f.resolve() not in seen:
-                        seen.add(f.resolve())
-                        found.append(InputFile(f, p))
+            files = _walk_audio(p)
+            if not files:
+                errors.append(FileResult(str(p), None, None, None, "error",
+                                         "no audio files (.wav, .flac, .mp3, .ogg, …) in this folder or below"))
+            for f in files:
+                add(f, p)
         elif p.is_file():
-            if p.resolve() not in seen:
-                seen.add(p.resolve())
-                found.append(InputFile(p, p.parent))
+            add(p, p.parent)
         else:
-            missing.append(FileResult(str(p), None, None, None, "error", "no such file or folder"))
-    return _unique_names(found), missing
+            errors.append(FileResult(str(p), None, None, None, "error", "no such file or folder"))
+    return _unique_names(found), errors
+
+
+def _walk_audio(root: Path) -> list[Path]:
+    """Audio files under ``root`` (hidden ones left out), sorted, following folder links without looping."""
+    out: list[Path] = []
+    on_walk: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in on_walk:  # a link back to a folder already walked: a loop or a repeat
+            dirs[:] = []
+            continue
+        on_walk.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in files:
+            f = Path(folder, name)
+            if not name.startswith(".") and audio.is_audio_path(name) and f.is_file():
+                out.append(f)
+    return sorted(out)
 
 
 def _unique_names(items: list[InputFile]) -> list[InputFile]:
     """Give ``a.wav`` and ``a.flac`` in one folder distinct outputs (``a.wav.json``, ``a.flac.json``)."""
     def key(it: InputFile) -> tuple[Path, str]:
-        try:
-            rel = it.path.resolve().relative_to(it.root.resolve()).parent
-        except ValueError:
-            rel = Path()
-        return rel, it.path.stem.lower()
+        return _relative_folder(it), it.path.stem.lower()
 
     counts: dict[tuple[Path, str], int] = {}
     for it in items:
@@ -100,13 +129,22 @@ def _unique_names(items: list[InputFile]) -> list[InputFile]:
     return [InputFile(it.path, it.root, it.path.name if counts[key(it)] > 1 else it.path.stem) for it in items]
 
 
+def _relative_folder(item: InputFile) -> Path:
+    """The file's folder under its input root as walked (a linked sub-folder keeps its name), else ``.``."""
+    for path, root in ((item.path, item.root), (item.path.resolve(), item.root.resolve())):
+        try:
+            rel = Path(os.path.normpath(path)).relative_to(os.path.normpath(root)).parent
+        except ValueError:
+            continue
+        if ".." not in rel.parts:
+            return rel
+    return Path()
+
+
 def output_stem(item: InputFile, out_dir: str | os.PathLike) -> Path:
     """``out_dir/<sub-folders under the input root>/<file stem>``; never escapes ``out_dir``."""
     out = Path(out_dir).resolve()
-    try:
-        rel = item.path.resolve().relative_to(item.root.resolve()).parent
-    except ValueError:
-        rel = Path()
+    rel = _relative_folder(item)
     name = item.out_name or item.path.stem
     stem = out / rel / name
     if out not in stem.resolve().parents:

@@ -37,6 +37,12 @@ CSS = """
 #owl-title h1 { margin-bottom: 0.1em; }
 #owl-title p { margin-top: 0; color: var(--body-text-color-subdued); }
 #owl-summary { min-height: 3em; }
+/* The whole file name, wrapped, never "20210603….flac". */
+#owl-upload .filename { align-items: flex-end; }
+#owl-upload .filename .stem { white-space: normal; overflow-wrap: anywhere; text-overflow: clip; }
+/* Room for gradio's progress bar and its status badge ("Error") without clipping. */
+#owl-progress { min-height: 2.75em; overflow: visible; }
+#owl-downloads-label p, #owl-model p { font-size: var(--text-md); }
 #owl-model { color: var(--body-text-color-subdued); }
 """
 

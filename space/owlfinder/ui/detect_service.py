@@ -225,6 +225,8 @@ class View:
     summary: str
     downloads: list[str] | None
     done: bool
+    #: the events table's columns (no wall-clock column when the file name gives no start time)
+    columns: list[str] = field(default_factory=lambda: plots.event_columns(None))
 
 
 @dataclass
@@ -242,15 +244,14 @@ def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: i
                      queue_note: str = "", threshold_note: str = "") -> str:
     """The one-paragraph summary above the results."""
     n = len(det.events)
-    scanned = float(det.ends_s[-1]) if len(det.ends_s) else 0.0
     when = plots.wall_clock(det.recorded_at, 0.0, with_date=True)
     head = f"**{display_name}** · {plots.fmt_hms(det.duration_s)} long" + (f" · recorded {when}" if when else "")
     if not done:
-        pct = 100.0 * min(1.0, scanned / det.duration_s) if det.duration_s else 0.0
-        return (f"{head}  \nScanning… {plots.fmt_hms(scanned)} of {plots.fmt_hms(det.duration_s)} "
-                f"({pct:.0f} %), **{n} event{'s' * (n != 1)}** so far above {det.threshold:.2f}.")
-    best = f", best score {det.max_score:.2f}" if len(det.scores) else ""
-    lines = [head, f"**{n} event{'s' * (n != 1)}** above threshold {det.threshold:.2f} "
+        # How far the scan is lives in the progress bar alone (one source of truth, never two numbers).
+        return (f"{head}  \nScanning… **{n} event{'s' * (n != 1)}** so far above threshold "
+                f"{plots.fmt_score(det.threshold)}.")
+    best = f", best score {plots.fmt_score(det.max_score)}" if len(det.scores) else ""
+    lines = [head, f"**{n} event{'s' * (n != 1)}** above threshold {plots.fmt_score(det.threshold)} "
                    f"in {len(det.scores)} windows{best}."]
     if threshold_note:
         lines.append(f"Threshold {det.threshold:.2f}: {threshold_note}.")
@@ -588,7 +589,7 @@ class DetectService:
              ) -> View:
         """The tab's picture of a (partial) detection."""
         if det is None or upload is None:
-            return View(plots.timeline_figure(None), [], "", None, done)
+            return View(plots.timeline_figure(None), [], "", None, done, plots.event_columns(None))
         sel = session.selected if session is not None else None
         return View(
             figure=plots.timeline_figure(det, selected=sel),
@@ -599,6 +600,7 @@ class DetectService:
                                      threshold_note=upload.threshold_note),
             downloads=(session.downloads or None) if (done and session is not None) else None,
             done=done,
+            columns=plots.event_columns(det),
         )
 
     def run(self, session: Session | None, src: str | os.PathLike | None, threshold: float | None = None,
@@ -707,14 +709,14 @@ class DetectService:
         wav = out / f"event_{number:03d}.wav"
         sf.write(wav, (y * gain).astype(np.float32), sr, subtype="PCM_16")
         title = (f"Event {number}: {plots.fmt_hms(ev.start_s, 1)}–{plots.fmt_hms(ev.end_s, 1)}, "
-                 f"score {ev.score:.2f}")
+                 f"score {plots.fmt_score(ev.score)}")
         png = plots.spectrogram_png(y, sr, out / f"event_{number:03d}.png", offset_s=start,
                                     event=(ev.start_s, min(ev.end_s, end)), title=title,
                                     recorded_at=det.recorded_at)
         session.selected = number
         wc = plots.wall_clock(det.recorded_at, ev.start_s, with_date=True)
         caption = (f"**Event {number}** · {plots.fmt_hms(ev.start_s, 1)} – {plots.fmt_hms(ev.end_s, 1)} "
-                   f"({ev.end_s - ev.start_s:.1f} s) · score {ev.score:.3f}" + (f" · {wc}" if wc else "")
+                   f"({ev.end_s - ev.start_s:.1f} s) · score {plots.fmt_score(ev.score)}" + (f" · {wc}" if wc else "")
                    + f"  \nPlaying {plots.fmt_hms(start, 1)} – {plots.fmt_hms(end, 1)} "
                      f"({ctx:g} s of context each side{', louder' if gain > 1.05 else ''}).")
         return EventView(number, str(wav), str(png), caption, plots.timeline_figure(det, selected=number))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from owlfinder.errors import OwlFinderError, public_message
 from owlfinder.ui.callbacks import user_errors
 from owlfinder.ui.detect_service import (
     DOWNLOAD_FORMATS,
@@ -20,9 +21,9 @@ from owlfinder.ui.detect_service import (
     DetectService,
     Session,
 )
-from owlfinder.ui.plots import EVENT_COLUMNS, timeline_figure
+from owlfinder.ui.plots import EVENT_DATATYPES, event_columns, fmt_score, timeline_figure
 
-__all__ = ["build_detect_tab", "user_errors"]
+__all__ = ["build_detect_tab", "error_markdown", "user_errors"]
 
 _INTRO = """Upload a recording (WAV, FLAC, MP3, OGG or M4A, up to {hours:g} h and {size}), then press
 **Find owls**. The timeline grows while the file is scanned; pick an event in the table to hear it with
@@ -34,11 +35,32 @@ _PICK = "Pick an event in the table to hear it."
 DOWNLOAD_LABELS = ("JSON", "CSV", "Raven", "Audacity")
 
 
+def _message(err: Exception) -> str:
+    """The one line people see for a failed run (the same line :func:`user_errors` raises)."""
+    if isinstance(err, gr.Error):
+        return str(err.message)
+    if isinstance(err, OwlFinderError):
+        return err.public_message
+    return f"Something went wrong ({public_message(err)})"
+
+
+def error_markdown(message: str) -> str:
+    """A failed run's message for the summary area, where it stays until the next run (a toast fades)."""
+    return f"⚠️ **Not scanned.** {message}  \nChoose another recording and press **Find owls** again."
+
+
 def _buttons(paths: list[str] | None) -> list:
     """The download buttons' new values: a file each, or empty and disabled while there is none."""
     if not paths:
         return [gr.DownloadButton(value=None, interactive=False) for _ in DOWNLOAD_FORMATS]
     return [gr.DownloadButton(value=p, interactive=True) for p in paths]
+
+
+def _table(view) -> gr.Dataframe:
+    """The events table's new value and columns (wall-clock only when the file name gives the start)."""
+    columns = view.columns if view is not None else event_columns(None)
+    return gr.Dataframe(value=view.rows if view is not None else [], headers=columns,
+                        datatype=EVENT_DATATYPES[:len(columns)])
 
 
 def _close_session(session: Session | None) -> None:
@@ -58,54 +80,60 @@ def build_detect_tab(service: DetectService) -> dict[str, gr.components.Componen
             upload = gr.File(label="Recording", file_types=list(UPLOAD_SUFFIXES), type="filepath",
                              elem_id="owl-upload", height=140)
             threshold = gr.Slider(0.0, 1.0, value=round(clf.threshold, 3), step=0.001, label="Threshold",
-                                  info=f"This model's calibrated threshold is {clf.threshold:.2f}"
+                                  info=f"This model's calibrated threshold is {fmt_score(clf.threshold)}"
                                        + (f"; at this value, recordings from {len(clf.site_thresholds)} site(s) "
                                           "use their own" if clf.site_thresholds else "") + ".",
                                   elem_id="owl-threshold", buttons=["reset"])
             run = gr.Button("Find owls", variant="primary", elem_id="owl-run")
-            progress_box = gr.Markdown("", elem_id="owl-progress", min_height=8)
-            summary = gr.Markdown("", elem_id="owl-summary", min_height=60)
-            gr.Markdown("<small>Download the results: JSON (all windows), CSV, Raven selection table, Audacity "
-                        "labels</small>", elem_id="owl-downloads-label")
+            progress_box = gr.Markdown("", elem_id="owl-progress")
+            summary = gr.Markdown("", elem_id="owl-summary")
+            gr.Markdown("**Download the results:** JSON (every window's score), CSV (events), Raven selection "
+                        "table, Audacity labels", elem_id="owl-downloads-label")
             with gr.Row(elem_id="owl-downloads"):
-                downloads = [gr.DownloadButton(label, size="sm", interactive=False, elem_id=f"owl-dl-{fmt}",
-                                               min_width=60)
+                downloads = [gr.DownloadButton(label, size="md", interactive=False, elem_id=f"owl-dl-{fmt}",
+                                               min_width=90)
                              for fmt, label in zip(DOWNLOAD_FORMATS, DOWNLOAD_LABELS, strict=True)]
             model_name = Path(clf.name).name if Path(clf.name).exists() else clf.name  # no server paths
-            gr.Markdown(f"<small>Model: <code>{model_name}</code> · {clf.window_s:g} s windows every "
-                        f"{cfg.hop_s:g} s · {clf.device.type.upper()}{' (ZeroGPU slices)' if service.sliced else ''}"
-                        "</small>", elem_id="owl-model")
+            gr.Markdown(f"Model: <code>{model_name}</code> · {clf.window_s:g} s windows every "
+                        f"{cfg.hop_s:g} s · {clf.device.type.upper()}{' (ZeroGPU slices)' if service.sliced else ''}",
+                        elem_id="owl-model")
         with gr.Column(scale=3, min_width=500):
             timeline = gr.Plot(value=timeline_figure(None), label="Owl score over the recording",
                                show_label=False, elem_id="owl-timeline")
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=420):
-            events = gr.Dataframe(headers=EVENT_COLUMNS, value=[],
-                                  datatype=["number", "str", "str", "number", "number", "str"],
+            # The events sit right under the timeline: no empty space beside the controls.
+            events = gr.Dataframe(headers=event_columns(None), value=[], datatype=EVENT_DATATYPES[:5],
                                   interactive=False, label="Events (click one to listen)",
-                                  elem_id="owl-events", max_height=430, wrap=False)
-        with gr.Column(scale=1, min_width=420):
+                                  elem_id="owl-events", max_height=330, wrap=False)
             caption = gr.Markdown(_PICK, elem_id="owl-event-caption")
             player = gr.Audio(type="filepath", label="Event with context", interactive=False,
                               autoplay=True, elem_id="owl-player", buttons=["download"])
-            spectro = gr.Image(type="filepath", label="Spectrogram 0–2 kHz", show_label=False, interactive=False,
-                               elem_id="owl-spectrogram", buttons=["download", "fullscreen"])
+    # The event's spectrogram spans the page: the call is what people came to see.
+    spectro = gr.Image(type="filepath", label="Spectrogram 0–2 kHz", show_label=False, interactive=False,
+                       elem_id="owl-spectrogram", buttons=["download", "fullscreen"])
 
     @user_errors
     def on_run(path: str | None, thr: float, state: Session | None, progress=gr.Progress()):  # noqa: B008
         first = True
-        for new_state, view in service.run(state, path, thr,
-                                           progress=lambda frac, desc: progress(frac, desc=desc)):
-            clear = (None, None, _PICK) if first else (gr.skip(), gr.skip(), gr.skip())
-            first = False
-            yield (new_state, view.figure, view.rows, view.summary, *_buttons(view.downloads), *clear)
+        try:
+            for new_state, view in service.run(state, path, thr,
+                                               progress=lambda frac, desc: progress(frac, desc=desc)):
+                clear = (None, None, _PICK) if first else (gr.skip(), gr.skip(), gr.skip())
+                first = False
+                yield (new_state, view.figure, _table(view), view.summary, *_buttons(view.downloads), *clear)
+        except Exception as err:
+            # The message goes into the summary, where it stays until the next run; the toast (and an API
+            # caller's error) follow from the re-raise. The previous results are gone with their session.
+            yield (None, timeline_figure(None), _table(None), error_markdown(_message(err)),
+                   *_buttons(None), None, None, _PICK)
+            raise
 
     @user_errors
     def on_threshold(thr: float, state: Session | None):
         new_state, view = service.rethreshold(state, thr)
         if new_state is None or new_state.detection is None:
             return (new_state, *[gr.skip()] * (len(outputs) - 1))
-        return new_state, view.figure, view.rows, view.summary, *_buttons(view.downloads), None, None, _PICK
+        return (new_state, view.figure, _table(view), view.summary, *_buttons(view.downloads), None, None,
+                _PICK)
 
     @user_errors
     def on_select(state: Session | None, evt: gr.SelectData):

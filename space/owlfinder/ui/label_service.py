@@ -103,13 +103,13 @@ class _PngCache:
 
 def clip_markdown(clip: Clip) -> str:
     """The facts shown above a clip: source, time in file (and wall clock), model score."""
-    from owlfinder.ui.plots import fmt_hms
+    from owlfinder.ui.plots import fmt_hms, fmt_score
 
     parts = [f"**{clip.source}**", f"{fmt_hms(clip.start_s, 1)}–{fmt_hms(clip.end_s, 1)} in file"]
     if clip.wall_clock:
         parts.append(f"recorded {clip.wall_clock.replace('T', ' ')[:19]}")
     if clip.score is not None:
-        thr = f" (threshold {clip.threshold:.2f})" if clip.threshold is not None else ""
+        thr = f" (threshold {fmt_score(clip.threshold)})" if clip.threshold is not None else ""
         parts.append(f"score **{clip.score:.3f}**{thr}")
     if clip.kind:
         parts.append(clip.kind)
@@ -125,18 +125,30 @@ def counter_markdown(counts: dict[str, int]) -> str:
             f" · you: **{counts['mine']}**")
 
 
+def dataset_path_shown(data_dir: str | os.PathLike) -> str:
+    """The local dataset's folder as the page may show it: the data folder as configured when it is relative
+    to the Space (``owl_data/dataset/``), else named by its setting (``$OWL_DATA_DIR/dataset/``), so no
+    server folder is ever shown."""
+    d = Path(data_dir)
+    if d.is_absolute() or ".." in d.parts or str(d).startswith("~"):
+        return "$OWL_DATA_DIR/dataset/"
+    return f"{d.as_posix().rstrip('/')}/dataset/"
+
+
 def sync_markdown(queue: LabelQueue) -> str:
     """Where verdicts go, for the page: never a server path, never a token (errors are redacted and their
     paths cut to file names)."""
     sync = queue.hub_sync
+    where = f"`{dataset_path_shown(queue.data_dir)}`"
     if sync is None:
-        return "Verdicts are saved in this Space's local dataset (the `dataset` folder of its data folder)."
+        return f"Verdicts are saved in this Space's local dataset: {where} (Parquet shards)."
     if sync.last_error:
         reason = scrub_paths(redact(sync.last_error))[:200]
-        return f"Saved locally; Hub push to `{sync.repo_id}` will retry ({reason})."
+        return f"Saved locally in {where}; Hub push to `{sync.repo_id}` will retry ({reason})."
     when = (datetime.fromtimestamp(sync.last_sync_at, timezone.utc).strftime("%H:%M UTC")
             if sync.last_sync_at else "not yet")
-    return f"Saved locally and pushed to `{sync.repo_id}` every {sync.every_s:.0f} s (last push: {when})."
+    return (f"Saved locally in {where} and pushed to `{sync.repo_id}` every {sync.every_s:.0f} s "
+            f"(last push: {when}).")
 
 
 def _int16(y: np.ndarray) -> np.ndarray:

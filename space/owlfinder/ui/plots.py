@@ -16,13 +16,16 @@ import numpy as np
 import plotly.graph_objects as go
 
 from owlfinder.detect.detection import Detection
+from owlfinder.spectrogram import DEFAULT_HIGHPASS_HZ, owl_spectrogram
 from owlfinder.timestamps import fmt_hms, recording_start, utc_offset_label, wall_clock
 
 __all__ = [
     "EVENT_COLUMNS",
     "decimate_max",
+    "event_columns",
     "event_rows",
     "fmt_hms",  # from owlfinder.timestamps
+    "fmt_score",
     "recording_start",  # from owlfinder.timestamps
     "spectrogram",
     "spectrogram_png",
@@ -30,8 +33,11 @@ __all__ = [
     "wall_clock",  # from owlfinder.timestamps
 ]
 
-#: Columns of the events table; the first (event number) is what a row selection is resolved by.
+#: Columns of the events table; the first (event number) is what a row selection is resolved by. The last
+#: (wall-clock) is left out when the file name gives no start time.
 EVENT_COLUMNS = ["#", "start", "end", "length (s)", "score", "wall-clock"]
+#: Dataframe cell types for :data:`EVENT_COLUMNS`.
+EVENT_DATATYPES = ["number", "str", "str", "str", "str", "str"]
 
 SCORE_COLOR = "#1f4e79"
 EVENT_COLOR = "rgba(230, 120, 20, 0.28)"
@@ -42,6 +48,11 @@ PENDING_COLOR = "rgba(120, 120, 120, 0.10)"
 #: The timeline draws at most this many points; longer score series are max-pooled (peaks survive).
 MAX_POINTS = 5000
 _EPOCH = datetime(1970, 1, 1)
+
+
+def fmt_score(value: float) -> str:
+    """A score or threshold as people see it everywhere in the Space: three decimals (``0.960``)."""
+    return f"{float(value):.3f}"
 
 
 def decimate_max(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -140,7 +151,7 @@ def timeline_figure(det: Detection | None, *, selected: int | None = None, heigh
                                  text=texts, hovertemplate="%{text}<extra></extra>", showlegend=False))
     t0, t1 = _axis_times([0.0, duration], start)
     fig.add_trace(go.Scatter(x=[t0, t1], y=[det.threshold, det.threshold], mode="lines",
-                             name=f"threshold {det.threshold:.2f}",
+                             name=f"threshold {fmt_score(det.threshold)}",
                              line=dict(color=THRESHOLD_COLOR, width=1.5, dash="dash"), hoverinfo="skip"))
     shapes = []
     if det.status == "running" and len(det.ends_s):
@@ -168,48 +179,51 @@ def timeline_figure(det: Detection | None, *, selected: int | None = None, heigh
 
 def _event_hover(i: int, ev, recorded_at: str | None) -> str:
     text = (f"<b>event {i}</b><br>{fmt_hms(ev.start_s, 1)} – {fmt_hms(ev.end_s, 1)}"
-            f" ({ev.end_s - ev.start_s:.1f} s)<br>score {ev.score:.3f}")
+            f" ({ev.end_s - ev.start_s:.1f} s)<br>score {fmt_score(ev.score)}")
     wc = wall_clock(recorded_at, ev.start_s)
     return text + (f"<br>starts {wc} wall-clock" if wc else "")
 
 
+def event_columns(det: Detection | None) -> list[str]:
+    """The events table's columns: :data:`EVENT_COLUMNS`, without wall-clock when the start is unknown."""
+    if det is not None and recording_start(det.recorded_at) is not None:
+        return list(EVENT_COLUMNS)
+    return EVENT_COLUMNS[:-1]
+
+
 def event_rows(det: Detection | None) -> list[list]:
-    """The events table (columns :data:`EVENT_COLUMNS`): number, start, end, length, score, wall-clock."""
+    """The events table (columns :func:`event_columns`): number, start, end, length, score[, wall-clock].
+
+    Lengths and scores are text with a fixed number of decimals (``7.5``, ``0.960``), so a column reads alike.
+    """
     if det is None:
         return []
-    return [[i, fmt_hms(ev.start_s, 1), fmt_hms(ev.end_s, 1), round(ev.end_s - ev.start_s, 1),
-             round(float(ev.score), 3), wall_clock(det.recorded_at, ev.start_s)]
+    clock = recording_start(det.recorded_at) is not None
+    return [[i, fmt_hms(ev.start_s, 1), fmt_hms(ev.end_s, 1), f"{ev.end_s - ev.start_s:.1f}", fmt_score(ev.score),
+             *([wall_clock(det.recorded_at, ev.start_s)] if clock else [])]
             for i, ev in enumerate(det.events, 1)]
 
 
 def spectrogram(y: np.ndarray, sr: int, *, fmax_hz: float = 2000.0, n_fft: int | None = None,
                 hop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Power spectrogram in dB of a mono signal, cut at ``fmax_hz``.
+    """``(times_s, freqs_hz, db)`` of :func:`owlfinder.spectrogram.owl_spectrogram`, raw (no high-pass,
+    noise floor kept).
 
-    Returns:
-        ``(times_s, freqs_hz, db)`` with ``db`` shaped ``[len(freqs), len(times)]``; times are frame centres
-        from the start of ``y``. Frequency resolution is about 8 Hz, time steps about 16 ms.
+    ``db`` is shaped ``[len(freqs), len(times)]``; times are frame centres from the start of ``y``.
     """
-    y = np.asarray(y, dtype=np.float32).reshape(-1)
-    n_fft = n_fft or int(2 ** np.ceil(np.log2(max(256, sr / 8))))
-    hop = hop or max(1, int(sr * 0.016))
-    if len(y) < n_fft:
-        y = np.pad(y, (0, n_fft - len(y)))
-    n_frames = 1 + (len(y) - n_fft) // hop
-    idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]
-    frames = y[idx] * np.hanning(n_fft).astype(np.float32)[None, :]
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    keep = freqs <= fmax_hz
-    power = np.abs(np.fft.rfft(frames, axis=1)[:, keep]) ** 2
-    db = 10.0 * np.log10(power.T + 1e-12)
-    times = (np.arange(n_frames) * hop + n_fft / 2) / sr
-    return times, freqs[keep], db
+    spec = owl_spectrogram(y, sr, fmax_hz=fmax_hz, highpass_hz=None, noise_floor=False, n_fft=n_fft,
+                           hop_length=hop)
+    return spec.times_s, spec.freqs_hz, spec.db
 
 
 def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s: float = 0.0,
                     event: tuple[float, float] | None = None, title: str = "", fmax_hz: float = 2000.0,
-                    recorded_at: str | None = None) -> Path:
+                    recorded_at: str | None = None, highpass_hz: float | None = DEFAULT_HIGHPASS_HZ,
+                    size_in: tuple[float, float] = (12.0, 4.6)) -> Path:
     """Draw a 0–``fmax_hz`` spectrogram of a clip to a PNG with an ``hh:mm:ss`` time axis.
+
+    Colours come from :func:`owlfinder.spectrogram.owl_spectrogram` (scaled per clip on the band above
+    ``highpass_hz``), the one function behind the Detect tab, the Label tab and the exported PNGs.
 
     Args:
         y: mono audio of the clip.
@@ -220,6 +234,8 @@ def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s
         title: the figure's title.
         fmax_hz: top of the frequency axis.
         recorded_at: the recording's ISO start; adds the wall-clock start to the axis label.
+        highpass_hz: display high-pass corner in Hz (``None``: none).
+        size_in: figure width and height in inches (110 dpi).
     """
     import matplotlib
 
@@ -227,30 +243,28 @@ def spectrogram_png(y: np.ndarray, sr: int, path: str | os.PathLike, *, offset_s
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    times, freqs, db = spectrogram(y, sr, fmax_hz=fmax_hz)
-    # Colours from the median (the background) to the loudest: calls stand out of the noise floor.
-    vmax = float(np.percentile(db, 99.9)) if db.size else 0.0
-    vmin = min(float(np.percentile(db, 50)) if db.size else -1.0, vmax - 30.0)
-    fig = Figure(figsize=(8, 3.3), dpi=110)
+    spec = owl_spectrogram(y, sr, fmax_hz=fmax_hz, highpass_hz=highpass_hz)
+    times, freqs, db, vmin, vmax = spec.times_s, spec.freqs_hz, spec.db, spec.vmin, spec.vmax
+    fig = Figure(figsize=size_in, dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     t = times + offset_s
     ax.pcolormesh(t, freqs, db, shading="auto", cmap="magma", vmin=vmin, vmax=vmax, rasterized=True)
     ax.set_ylim(0, fmax_hz)
-    ax.set_ylabel("frequency (Hz)", fontsize=10)
-    ax.tick_params(labelsize=9)
+    ax.set_ylabel("frequency (Hz)", fontsize=11)
+    ax.tick_params(labelsize=10)
     span = len(y) / sr
     decimals = 1 if span < 60 else 0
     ax.xaxis.set_major_locator(MaxNLocator(nbins=8))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_hms(v, decimals)))
     wc = wall_clock(recorded_at, offset_s, with_date=True)
-    ax.set_xlabel("time into the recording" + (f"  (clip starts {wc} wall-clock)" if wc else ""), fontsize=10)
+    ax.set_xlabel("time into the recording" + (f"  (clip starts {wc} wall-clock)" if wc else ""), fontsize=11)
     ax.set_xlim(offset_s, offset_s + max(span, 1e-3))
     if event is not None:
         for edge in event:
             ax.axvline(edge, color="#7fdbff", linestyle="--", linewidth=1.4)
         ax.axvspan(event[0], event[1], ymin=0.97, ymax=1.0, color="#7fdbff")
     if title:
-        ax.set_title(title, fontsize=11, loc="left", pad=8)
+        ax.set_title(title, fontsize=12, loc="left", pad=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
