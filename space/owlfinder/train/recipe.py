@@ -259,5 +259,6 @@ def train_recipe(pos: np.ndarray, neg: np.ndarray, config: RecipeConfig | None =
     model.eval()
     info = {"steps": step + 1 if c.steps else 0, "loss": float(np.mean(losses[-100:])) if losses else None,
             "wall_s": round(time.monotonic() - t0, 1), "mining": mined, "n_pos": int(len(pos)),
-            "n_neg": int(len(neg)), "recipe": c.to_dict()}
+            "n_neg": int(len(neg)), "n_params": int(sum(p.numel() for p in model.parameters())),
+            "recipe": c.to_dict()}
     return model, fe, info
