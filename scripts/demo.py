@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from owlfinder.detect import batch
-    from owlfinder.detect.engine import Detection, DetectionParams
+    from owlfinder.detect.detection import Detection, DetectionParams
     from owlfinder.detect.model import ModelError, load_classifier
     from owlfinder.evaluation.report import count_events, read_truth
     from owlfinder.synth.nights import a2o_filename, make_night

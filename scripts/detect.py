@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from owlfinder.detect import batch
-from owlfinder.detect.engine import DetectionParams
+from owlfinder.detect.detection import DetectionParams
 from owlfinder.detect.exports import FORMATS
 from owlfinder.detect.model import ModelError, load_classifier
 
@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         for row in missing:
             tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
         threshold = clf.threshold if params.threshold is None else params.threshold
-        print(f"model {clf.name} on {clf.device} | threshold {threshold:.3f} | {len(inputs)} recording(s)"
+        sites = (f" ({len(clf.site_thresholds)} per-site: "
+                 + ", ".join(f"{k} {v['threshold']:.3f}" for k, v in sorted(clf.site_thresholds.items())) + ")"
+                 if clf.site_thresholds and params.threshold is None else "")
+        print(f"model {clf.name} on {clf.device} | threshold {threshold:.3f}{sites} | {len(inputs)} recording(s)"
               + (f" over {world} processes" if world > 1 else ""), file=sys.stderr)
 
     # Bars on a terminal; plain lines in logs and pipes, so error lines stay clean one-liners.
@@ -108,8 +111,13 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for item in mine:
-        results += batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
-                                      on_file_start=on_file_start, progress=progress, on_error=on_error)
+        got = batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,
+                                 on_file_start=on_file_start, progress=progress, on_error=on_error)
+        for r in got:  # say which threshold a file got when it is not the one announced above
+            if r.threshold is not None and params.threshold is None and abs(r.threshold - clf.threshold) > 1e-12:
+                (tqdm.write if bars else print)(f"{item.path.name}: threshold {r.threshold:.3f}, {r.threshold_note}",
+                                                file=sys.stderr)
+        results += got
         done_files += 1
         total_bar.update(1)
     file_bar.close()

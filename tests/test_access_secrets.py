@@ -10,9 +10,6 @@ exercises the redaction. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client.exceptions import AppError
+from servers import SpaceProcess
 
 from conftest import REPO_ROOT, write_tone_file
-from test_label_api import SpaceProcess, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -71,36 +68,11 @@ def fake_hub():
         server.server_close()
 
 
-class OnlineSpace(SpaceProcess):
-    """:class:`SpaceProcess`, but with the Hub "online": ``HF_ENDPOINT`` is the fake Hub on loopback."""
-
-    def __init__(self, tmp: Path, model: Path, **extra_env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "OWL_", "HUGGING"))}
-        env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port), OWL_DEVICE="cpu",
-                   GRADIO_ANALYTICS_ENABLED="False", OWL_MODEL=str(model), OWL_DATA_DIR=str(tmp / "data"),
-                   OWL_TMP_DIR=str(tmp / "scratch"), HF_HUB_DISABLE_TELEMETRY="1", **extra_env)
-        self.log = open(tmp / f"app-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "space/app.py"], cwd=REPO_ROOT, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited: {Path(self.log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "gradio_api/info", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("the app did not start in 120 s")
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, tiny_model_dir, fake_hub):
     tmp = tmp_path_factory.mktemp("access")
-    proc = OnlineSpace(tmp, tiny_model_dir, GRADIO_TEMP_DIR=str(tmp / "gradio"), HF_HOME=str(tmp / "hf-home"),
+    # The Hub "online" (HF_ENDPOINT is the fake Hub on loopback), nothing inherited from the shell's HF_/OWL_.
+    proc = SpaceProcess(tmp, tiny_model_dir, strip_env=True, offline=False, GRADIO_TEMP_DIR=str(tmp / "gradio"), HF_HOME=str(tmp / "hf-home"),
                        HF_TOKEN=HF_TOKEN, OWL_DATASET="someone/ds", OWL_SYNC_EVERY_S="1", HF_HUB_OFFLINE="0",
                        HF_ENDPOINT=fake_hub, OWL_LABELLERS="ann,org:owl-lab", OWL_LABEL_TOKEN=KEY)
     responses: list[str] = []  # every response body the tests saw, searched for the token at the end
@@ -315,7 +287,7 @@ def test_the_label_tabs_status_line_shows_no_path_and_no_token(tmp_path, monkeyp
     failed, without the server's folders or the token."""
     from owlfinder.data.hubsync import HubSyncError
     from owlfinder.labelling.queue import LabelQueue, hub_sync_from_env
-    from owlfinder.ui.label_tab import _sync_markdown
+    from owlfinder.ui.label_service import sync_markdown as _sync_markdown
 
     class LeakyApi:
         def __getattr__(self, name):

@@ -153,3 +153,19 @@ def test_spans_from_detection():
     assert [(s.start_s, s.score) for s in unsure] == [(50.0, 0.52), (20.0, 0.45)]
     with pytest.raises(ValueError, match="malformed"):
         spans_from_detection({"events": []})
+
+
+def test_one_fill_for_windows_and_clips():
+    """owlfinder.audio.fill_to_length is the fill of both the window grid (reflect, numpy's pad 'reflect')
+    and clip making (fit_to_length's 'reflect' is pad's 'symmetric', after trimming exact zeros)."""
+    from owlfinder.audio import fill_to_length
+    from owlfinder.detect import windows
+
+    y = np.arange(1, 6, dtype=np.float32)
+    assert windows.fill_to_length is fill_to_length
+    np.testing.assert_array_equal(fill_to_length(y, 12), np.pad(y, (0, 7), mode="reflect"))
+    np.testing.assert_array_equal(fill_to_length(y, 12, "symmetric"), np.pad(y, (0, 7), mode="symmetric"))
+    np.testing.assert_array_equal(fill_to_length(y, 12, "repeat"), np.pad(y, (0, 7), mode="wrap"))
+    padded = np.concatenate([np.zeros(3, np.float32), y, np.zeros(2, np.float32)])
+    np.testing.assert_array_equal(fit_to_length(padded, 12), np.pad(y, (0, 7), mode="symmetric"))
+    np.testing.assert_array_equal(fill_to_length(np.zeros(0), 4), np.zeros(4))  # nothing to fill from

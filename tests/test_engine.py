@@ -8,7 +8,8 @@ import torch
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from owlfinder import audio
-from owlfinder.detect.engine import Detection, DetectionParams, detect, iter_detect
+from owlfinder.detect.detection import Detection, DetectionParams
+from owlfinder.detect.engine import detect, iter_detect, scan_windows
 from owlfinder.detect.model import ModelError, find_positive_index, load_classifier
 
 from conftest import write_tone_file
@@ -39,6 +40,23 @@ def test_scores_are_the_owl_probability_of_each_window(tmp_path, arch, order):
         with torch.no_grad():
             expected = torch.softmax(model(**inputs).logits, -1)[0, owl].item()
         assert score == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("window_range", [(0, 3), (2, 5), (3, None)])
+def test_a_window_range_gives_the_whole_scans_windows(tmp_path, tiny_model_dir, window_range):
+    """``scan_windows(window_range=(k0, k1))`` (the Space's ZeroGPU slices) scores exactly windows k0..k1-1
+    of a whole-file scan, the final end-aligned window included when ``k1`` is ``None``."""
+    rec = write_tone_file(tmp_path / "rec.wav", 16.3)
+    clf = load_classifier(tiny_model_dir, device="cpu")
+    params = DetectionParams(hop_s=2.5, batch_size=2)
+    whole = detect(rec, clf, params)
+    batches = list(scan_windows(rec, clf, params, window_range=window_range))
+    starts = np.concatenate([b[0] for b in batches])
+    scores = np.concatenate([b[1] for b in batches])
+    k0, k1 = window_range
+    np.testing.assert_allclose(starts / 16000, whole.starts_s[k0:k1], atol=1e-9)
+    np.testing.assert_allclose(scores, whole.scores[k0:k1], atol=1e-4)
+    assert batches[-1][2] >= starts[-1] + clf.window_samples  # decoding reached past the last window
 
 
 def test_positive_label_by_name():

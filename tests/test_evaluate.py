@@ -150,7 +150,7 @@ def test_evaluate_clips_counts_fp_per_reason():
 
 
 def test_evaluate_cli_end_to_end(tmp_path):
-    from owlfinder.synth.calls import make_clips
+    from owlfinder.synth.backgrounds import make_clips
     from owlfinder.synth.nights import make_night
 
     from models import save_tiny  # tests/ is on sys.path (pytest rootdir conftest)

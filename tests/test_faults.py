@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 from gradio_client import handle_file
+from servers import SpaceProcess
 
 from owlfinder.detect.batch import read_summary
 
 from conftest import REPO_ROOT, write_tone_file
-from test_label_api import SpaceProcess
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import socket
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from servers import free_port
 
 import hostile
 from conftest import REPO_ROOT, write_tone_file
@@ -30,11 +30,6 @@ MAX_HOURS = 12.0
 #: A one-line text file named *.flac (audio.probe once said "unsupported channel count 0" for it).
 TEXT_AS_FLAC_REASONS = ("not a recognised audio file",)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +66,7 @@ def space(tiny_model_dir, tmp_path_factory):
         mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         for k, v in dict(OWL_MODEL=str(tiny_model_dir), OWL_DATA_DIR=str(root / "data"),
                          OWL_TMP_DIR=str(root / "scratch"), OWL_MAX_UPLOAD="20mb", OWL_MAX_HOURS=str(MAX_HOURS),
-                         OWL_DEVICE="cpu", GRADIO_SERVER_PORT=str(_free_port())).items():
+                         OWL_DEVICE="cpu", GRADIO_SERVER_PORT=str(free_port())).items():
             mp.setenv(k, v)
         for k in ("OWL_LABELLERS", "OWL_LABEL_TOKEN", "OWL_DATASET", "HF_TOKEN", "OWL_MAX_REQUEST_S"):
             mp.delenv(k, raising=False)

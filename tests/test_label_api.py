@@ -7,81 +7,19 @@ refuses unauthenticated calls, and two concurrent labellers never receive the sa
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import SpaceProcess
 
 from owlfinder.labelling.queue import LabelQueue
 
-from conftest import REPO_ROOT, write_tone_file
+from conftest import write_tone_file
 
 pytestmark = pytest.mark.slow
 
 SECRET = "test-label-key-123"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SpaceProcess:
-    """``python space/app.py`` in a subprocess, on a loopback port."""
-
-    def __init__(self, tmp: Path, model: Path, **extra_env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("HF_TOKEN", "OWL_DATASET", "OWL_LABELLERS", "OWL_LABEL_TOKEN", "SPACE_ID")}
-        env.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(self.port),
-                   GRADIO_ANALYTICS_ENABLED="False", OWL_MODEL=str(model), OWL_DATA_DIR=str(tmp / "data"),
-                   OWL_TMP_DIR=str(tmp / "scratch"),
-                   HF_HUB_OFFLINE="1", OWL_DEVICE="cpu", **extra_env)
-        self.log = open(tmp / f"app-{self.port}.log", "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([sys.executable, "space/app.py"], cwd=REPO_ROOT, env=env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                tail = Path(self.log.name).read_text()[-3000:]
-                raise RuntimeError(f"the app exited ({self.proc.returncode}): {tail}")
-            try:
-                with urllib.request.urlopen(self.url + "gradio_api/info", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("the app did not start in 120 s")
-
-    def client(self, **kw):
-        from gradio_client import Client
-
-        return Client(self.url, verbose=False, download_files=False, **kw)
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-        self.log.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
 
 
 def store_rows(data_dir: Path) -> list[dict]:

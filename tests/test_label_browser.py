@@ -11,12 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
+from servers import SpaceProcess
 from test_labelling import SOURCE, make_detection
 
 from owlfinder.labelling.queue import LabelQueue
 
 from conftest import REPO_ROOT, write_tone_file
-from test_label_api import SpaceProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

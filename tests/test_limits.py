@@ -14,7 +14,6 @@ seconds, ``OWL_QUEUE_SIZE=1`` and ``OWL_CONCURRENCY=1``.
 from __future__ import annotations
 
 import dataclasses
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from servers import free_port
 
 from owlfinder.ui.config import ENV_VARS, AppConfig, ConfigError
 from owlfinder.ui.detect_service import ServiceError
@@ -34,11 +34,6 @@ MAX_HOURS = 0.01  # 36 s
 MAX_UPLOAD = 2_000_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def space(tiny_model_dir, tmp_path_factory):
@@ -48,7 +43,7 @@ def space(tiny_model_dir, tmp_path_factory):
     env = dict(OWL_MODEL=str(tiny_model_dir), OWL_DATA_DIR=str(root / "data"), OWL_TMP_DIR=str(root / "scratch"),
                OWL_MAX_UPLOAD="2mb", OWL_MAX_HOURS=str(MAX_HOURS), OWL_MAX_REQUEST_S="1.5",
                OWL_QUEUE_SIZE="1", OWL_CONCURRENCY="1", OWL_BATCH_SIZE="2", OWL_DEVICE="cpu",
-               OWL_LABEL_QUEUE="0", GRADIO_SERVER_PORT=str(_free_port()))
+               OWL_LABEL_QUEUE="0", GRADIO_SERVER_PORT=str(free_port()))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         for k, v in env.items():

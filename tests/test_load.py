@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
+from servers import SpaceProcess
 
 from owlfinder.data.store import DatasetStore
 
 from conftest import write_tone_file
-from test_label_api import SpaceProcess
 
 pytestmark = pytest.mark.slow
 

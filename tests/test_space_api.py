@@ -12,7 +12,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from servers import free_port
 
 from owlfinder.detect.engine import DetectionParams, detect
 from owlfinder.detect.model import BUNDLED_MODEL, load_classifier
@@ -34,11 +34,6 @@ from conftest import REPO_ROOT, write_tone_file
 NIGHT_S = 600.0
 STARTER = (BUNDLED_MODEL / "config.json").exists()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeQueue:

@@ -7,11 +7,11 @@ the four download links, and save screenshots to ``test-artifacts/`` (gitignored
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from servers import free_port
 
 from conftest import REPO_ROOT
 
@@ -25,11 +25,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium (/usr/bin/chromium) is not installed"),
 ]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +84,7 @@ def app_url(tiny_model_dir, night, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GRADIO_TEMP_DIR", str(root / "gradio"))
         cfg = AppConfig(model=str(model), data_dir=root / "data", tmp_dir=root / "scratch",
-                        server_port=_free_port())
+                        server_port=free_port())
         service = DetectService(cfg, classifier=clf, upload_root=get_upload_folder())
         demo = build_app(cfg, service=service)
         demo.launch(**launch_kwargs(cfg), prevent_thread_lock=True, quiet=True)

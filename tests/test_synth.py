@@ -13,22 +13,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from owlfinder.synth.backgrounds import BackgroundPool, make_clip, pink_noise
 from owlfinder.synth.calls import (
     OWL_BAND,
-    BackgroundPool,
     OwlCallParams,
     SynthError,
     band_power,
-    make_clip,
     mix_at_snr,
-    pink_noise,
-    render_barking_owl,
-    render_boobook,
     render_owl_call,
-    sample_barking_owl_params,
-    sample_boobook_params,
     sample_bout,
     sample_owl_params,
+)
+from owlfinder.synth.confusers import (
+    render_barking_owl,
+    render_boobook,
+    sample_barking_owl_params,
+    sample_boobook_params,
 )
 from owlfinder.synth.nights import GroundTruth, a2o_filename, make_night, read_ground_truth, truth_paths
 

@@ -42,7 +42,7 @@ def _script(name: str):
 
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory) -> Path:
-    from owlfinder.synth.calls import make_clips
+    from owlfinder.synth.backgrounds import make_clips
 
     root = tmp_path_factory.mktemp("clips")
     make_clips(root, 16, None, seed=7, owl_fraction=0.5, progress=False)

@@ -15,15 +15,19 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = [
     "AUDIO_SUFFIXES",
     "AudioError",
     "AudioInfo",
+    "fill_to_length",
     "is_audio_path",
     "load",
     "probe",
@@ -41,7 +45,7 @@ MAX_CHANNELS = 64
 MAX_SAMPLE_RATE = 768_000
 
 
-class AudioError(Exception):
+class AudioError(OwlFinderError):
     """A recording that cannot be read; ``str(err)`` is one line naming the file and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str):
@@ -106,6 +110,48 @@ def _downmix(y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if not np.isfinite(y).all():
         y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
     return y
+
+
+FillMode = Literal["reflect", "symmetric", "repeat"]
+
+
+def fill_to_length(y: np.ndarray, n: int, mode: FillMode = "reflect", *, trim_zeros: bool = False) -> np.ndarray:
+    """Exactly ``n`` samples of ``y``: its first ``n`` when longer, filled with its *own* audio when shorter.
+
+    Never pads with zeros (a classifier learns to spot padding instead of the owl), except for empty input,
+    which has nothing to fill from. The one fill used by the window grid (:mod:`owlfinder.detect.windows`)
+    and by clip making (:func:`owlfinder.data.clips.fit_to_length`).
+
+    Args:
+        y: 1-D signal.
+        n: output length in samples.
+        mode: ``"reflect"``: forwards, backwards, ... without repeating the end samples (numpy's
+            ``pad(mode="reflect")``); ``"symmetric"``: the same with the end samples repeated; ``"repeat"``:
+            loops it. The first two have no jump at the seams.
+        trim_zeros: drop leading and trailing exact zeros before filling, so existing zero padding is not
+            copied into every repetition.
+
+    Returns:
+        A fresh float32 array of length ``n``.
+    """
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    if len(y) >= n:
+        return y[:n].copy()
+    if len(y) == 0:
+        return np.zeros(n, dtype=np.float32)
+    if trim_zeros:
+        nz = np.flatnonzero(y)
+        if len(nz):
+            y = y[nz[0]: nz[-1] + 1]
+    if mode == "reflect":
+        period = np.concatenate([y, y[-2:0:-1]])
+    elif mode == "symmetric":
+        period = np.concatenate([y, y[::-1]])
+    elif mode == "repeat":
+        period = y
+    else:
+        raise ValueError(f"mode must be 'reflect', 'symmetric' or 'repeat', got {mode!r}")
+    return np.tile(period, -(-n // len(period)))[:n]
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

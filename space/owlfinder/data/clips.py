@@ -36,22 +36,14 @@ MIN_CLIP_S = 1.0
 FillMode = Literal["reflect", "repeat"]
 
 
-def _trim_digital_silence(y: np.ndarray) -> np.ndarray:
-    # Inputs that were already zero-padded (exact zeros at either end) would carry the padding into every
-    # repetition; keep only the stretch between the first and last non-zero sample.
-    nz = np.flatnonzero(y)
-    if len(nz) == 0:
-        return y
-    return y[nz[0]: nz[-1] + 1]
-
-
 def fit_to_length(y: np.ndarray, n_samples: int, mode: FillMode = "reflect") -> np.ndarray:
     """Return exactly ``n_samples`` of ``y``: cropped when longer, filled with its own audio when shorter.
 
     Args:
         y: 1-D mono signal (float).
         n_samples: output length.
-        mode: ``"reflect"`` plays the audio forwards, backwards, forwards, ... (no discontinuity at the seams);
+        mode: ``"reflect"`` plays the audio forwards, backwards, forwards, ... (no discontinuity at the seams;
+            the end samples are repeated: :func:`owlfinder.audio.fill_to_length`'s ``"symmetric"``);
             ``"repeat"`` loops it. Leading and trailing exact zeros are trimmed before filling, so existing
             zero padding is not copied.
 
@@ -68,12 +60,8 @@ def fit_to_length(y: np.ndarray, n_samples: int, mode: FillMode = "reflect") -> 
     y = np.asarray(y, dtype=np.float32).reshape(-1)
     if len(y) == 0:
         raise ValueError("cannot fill a clip from empty audio")
-    if len(y) >= n_samples:
-        return y[:n_samples].copy()
-    y = _trim_digital_silence(y)
-    period = np.concatenate([y, y[::-1]]) if mode == "reflect" else y
-    reps = -(-n_samples // len(period))
-    return np.tile(period, reps)[:n_samples].astype(np.float32, copy=False)
+    # Inputs that were already zero-padded would carry the padding into every repetition: trimmed first.
+    return _audio.fill_to_length(y, n_samples, "symmetric" if mode == "reflect" else "repeat", trim_zeros=True)
 
 
 def cut_clips(

@@ -22,13 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from owlfinder.data.store import DatasetStore, StoreError, push_missing, redact
+from owlfinder.errors import OwlFinderError
 
 __all__ = ["HubSync", "HubSyncError"]
 
 logger = logging.getLogger(__name__)
 
 
-class HubSyncError(Exception):
+class HubSyncError(OwlFinderError):
     """A sync round that failed; one line, token-free. The next round retries it."""
 
 

@@ -44,6 +44,12 @@ from huggingface_hub import CommitOperationAdd, DatasetCard
 
 from owlfinder import audio as _audio
 from owlfinder.data.clips import encode_flac
+from owlfinder.data.labelnames import (
+    LabelNameError,
+    label_names_from_card,
+    label_names_from_schema,
+    relabel_table,
+)
 from owlfinder.data.schema import (
     FEATURES,
     LABELS,
@@ -56,6 +62,7 @@ from owlfinder.data.schema import (
     utc_now,
 )
 from owlfinder.durable import atomic_write
+from owlfinder.errors import OwlFinderError
 
 __all__ = ["CARD_PATH", "DEFAULT_LICENSE", "DatasetStore", "StoreError", "is_hub_id", "redact"]
 
@@ -91,7 +98,7 @@ a `reason` for negatives, and the `verdict` (`owl`, `not_owl` or `unsure`).
 T = TypeVar("T")
 
 
-class StoreError(Exception):
+class StoreError(OwlFinderError):
     """A store operation that failed; ``str(err)`` is one line (and never holds a token)."""
 
 
@@ -490,11 +497,22 @@ class DatasetStore:
 
     def _read(self, split: str | None, columns: list[str] | None = None) -> pa.Table:
         tables = []
+        card_names: list[str] | None = None  # read once, only for shards without their own names
         for path in self.local_paths(self.shards(split)):
             try:
                 table = pq.read_table(path, columns=columns)
             except Exception as err:
                 raise StoreError(f"{path.name}: unreadable shard ({_one_line(err)})") from None
+            if columns is None or "label" in columns:
+                # The shard's own class names (its schema, else the card's dataset_info) say what its label
+                # integers mean; map them onto LABELS by name so that an inverted ClassLabel is not inverted.
+                names = label_names_from_schema(table.schema)
+                if names is None and card_names is None:
+                    card_names = label_names_from_card(self.card()) or []
+                try:
+                    table = relabel_table(table, names or card_names or None, f"data/{path.name}")
+                except LabelNameError as err:
+                    raise StoreError(str(err)) from None
             tables.append(_conform(table) if columns is None else table)
         if not tables:
             return FEATURES.arrow_schema.empty_table() if columns is None else pa.table(

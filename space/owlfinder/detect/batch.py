@@ -15,11 +15,12 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from owlfinder import audio
-from owlfinder.detect.engine import DEFAULT_PARAMS, Detection, DetectionParams, iter_detect
+from owlfinder.detect.detection import DEFAULT_PARAMS, Detection, DetectionParams
+from owlfinder.detect.engine import iter_detect
 from owlfinder.detect.exports import FORMATS, SUFFIXES, atomic_write_text, write_detection
 from owlfinder.detect.model import OwlClassifier
 
@@ -48,6 +49,9 @@ class FileResult:
     max_score: float | None
     status: str
     error: str | None = None
+    #: The threshold used and why (a per-site threshold, the model's, or given); not in ``summary.csv``.
+    threshold: float | None = None
+    threshold_note: str = ""
 
     def row(self) -> list[str]:
         return [self.file, "" if self.duration_s is None else f"{self.duration_s:.3f}",
@@ -162,11 +166,15 @@ def detect_files(
         on_error: called with a one-line message for each failed file.
     """
     formats = list(dict.fromkeys(["json", *formats]))
-    threshold = clf.threshold if params.threshold is None else params.threshold
+    given = params
     results: list[FileResult] = []
     for item in inputs:
         stem = output_stem(item, out_dir)
         name = str(item.path)
+        # The file's site may have its own threshold (owl_site_thresholds in the model's config).
+        threshold, note = ((given.threshold, "given") if given.threshold is not None
+                           else clf.threshold_for(item.path.name))
+        params = replace(given, threshold=threshold)
         _remove_stale_temps(stem)
         try:
             info = audio.probe(item.path)
@@ -187,7 +195,7 @@ def detect_files(
                 if progress is not None:
                     progress(det.duration_s, det.duration_s)
                 results.append(FileResult(name, det.duration_s, len(det.events), det.max_score,
-                                          "reused" if same else "rethresholded"))
+                                          "reused" if same else "rethresholded", None, threshold, note))
                 continue
             det = None
             try:
@@ -201,7 +209,8 @@ def detect_files(
                 raise
             assert det is not None
             write_detection(det, stem, formats)
-            results.append(FileResult(name, det.duration_s, len(det.events), det.max_score, "ok"))
+            results.append(FileResult(name, det.duration_s, len(det.events), det.max_score, "ok", None,
+                                      threshold, note))
         except audio.AudioError as err:
             results.append(_failed(name, err.reason, on_error))
         except (OSError, ValueError, RuntimeError) as err:

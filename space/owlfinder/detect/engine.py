@@ -1,11 +1,17 @@
 """Detection engine: stream one recording through an :class:`~owlfinder.detect.model.OwlClassifier` into events.
 
-Decoding, resampling, windowing and feature extraction run in a producer thread, overlapped with the
-model in the caller's thread; both hold at most a few batches, so memory does not grow with the file.
-When the model waits for audio, the producer hands it raw windows and the model's thread extracts their
-features itself, so the work splits itself between the two threads whichever side is slower.
-:func:`iter_detect` yields a growing partial result after every batch (the Space draws its timeline from
-it; its events are derived only when read); :func:`detect` returns the final one.
+The one place that windows a recording and scores it. Decoding, resampling, windowing and feature
+extraction run in a producer thread, overlapped with the model in the caller's thread; both hold at most a
+few batches, so memory does not grow with the file. When the model waits for audio, the producer hands it
+raw windows and the model's thread extracts their features itself, so the work splits itself between the
+two threads whichever side is slower.
+
+- :func:`scan_windows` scores the windows of the grid (all of them, or a range ``[k0, k1)`` of window
+  indices, as the Space's ZeroGPU slices do) batch by batch;
+- :class:`DetectionBuilder` collects such batches into a (partial or complete)
+  :class:`~owlfinder.detect.detection.Detection`;
+- :func:`iter_detect` yields a growing partial result after every batch (the Space draws its timeline from
+  it; its events are derived only when read); :func:`detect` returns the final one.
 """
 
 from __future__ import annotations
@@ -15,199 +21,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from owlfinder import audio
-from owlfinder.detect.events import Event, merge_events
+from owlfinder.detect.detection import DEFAULT_PARAMS, Detection, DetectionParams, _Deferred, _events
 from owlfinder.detect.model import OwlClassifier
 from owlfinder.detect.windows import frame_batches
-from owlfinder.timestamps import offset_time, parse_recording_start
+from owlfinder.timestamps import parse_recording_start
 
-__all__ = ["Detection", "DetectionParams", "detect", "iter_detect"]
+__all__ = ["Detection", "DetectionBuilder", "DetectionParams", "detect", "iter_detect", "scan_windows"]
 
 Progress = Callable[[float, float], None]
-
-
-@dataclass(frozen=True)
-class DetectionParams:
-    """How a recording is scanned.
-
-    Attributes:
-        threshold: decision threshold; ``None`` uses the model's calibrated threshold.
-        hop_s: seconds between window starts.
-        gap_s: largest gap in seconds bridged when merging positive windows into one event.
-        min_duration_s: events shorter than this many seconds are dropped.
-        batch_size: windows per model call.
-        max_duration_s: recordings longer than this are refused (``None``: no limit).
-        block_s: decode block in seconds of input audio.
-        num_threads: torch threads for the model on the CPU while a recording is scanned (``None``: one
-            fewer than the cores, leaving one to the decoding thread, or all of them while the model is
-            the bottleneck; see :class:`_ThreadPolicy`). The caller's setting is restored after each batch.
-        resample_quality: soxr quality for resampling to the model's rate (``"HQ"``; see
-            :func:`owlfinder.audio.stream`).
-    """
-
-    threshold: float | None = None
-    hop_s: float = 2.5
-    gap_s: float = 0.7
-    min_duration_s: float = 0.0
-    batch_size: int = 32
-    max_duration_s: float | None = None
-    block_s: float = 5.0
-    num_threads: int | None = None
-    resample_quality: str = "HQ"
-
-    def __post_init__(self) -> None:
-        if self.hop_s <= 0:
-            raise ValueError("hop must be positive")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError("threshold must lie in [0, 1]")
-        if self.batch_size < 1:
-            raise ValueError("batch size must be at least 1")
-        if self.gap_s < 0 or self.min_duration_s < 0:
-            raise ValueError("gap and min-duration cannot be negative")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError("num_threads must be at least 1")
-
-
-class _Deferred:
-    """``fn(*args)``, computed when a :class:`_LazyField` is first read (picklable when ``fn`` is)."""
-
-    __slots__ = ("fn", "args")
-
-    def __init__(self, fn: Callable, *args):
-        self.fn, self.args = fn, args
-
-
-class _LazyField:
-    """A dataclass field that may be given a :class:`_Deferred`; it is resolved (once) on first read."""
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.slot = f"_lazy_{name}"
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            raise AttributeError(self.slot)  # no class-level default: the field stays required
-        val = obj.__dict__[self.slot]
-        if isinstance(val, _Deferred):
-            val = obj.__dict__[self.slot] = val.fn(*val.args)
-        return val
-
-    def __set__(self, obj, value) -> None:
-        obj.__dict__[self.slot] = value
-
-
-@dataclass
-class Detection:
-    """The result of scanning one recording (complete, or partial while it runs or after a failure).
-
-    ``events`` of the partial results that :func:`iter_detect` yields while it runs are derived from the
-    windows only when first read, so a caller that only wants the final result pays nothing for them.
-    """
-
-    file: str
-    duration_s: float
-    sample_rate: int
-    model: str
-    threshold: float
-    window_s: float
-    hop_s: float
-    gap_s: float
-    min_duration_s: float
-    recorded_at: str | None
-    starts_s: np.ndarray
-    ends_s: np.ndarray
-    scores: np.ndarray
-    events: list[Event] = _LazyField()  # type: ignore[assignment]
-    status: str = "complete"  # complete | running | partial (stopped by an error part-way)
-    error: str | None = None
-    model_fingerprint: str = ""
-    timings_s: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def max_score(self) -> float:
-        return float(self.scores.max()) if len(self.scores) else 0.0
-
-    def rethreshold(self, threshold: float, gap_s: float | None = None,
-                    min_duration_s: float | None = None) -> Detection:
-        """The same windows with events re-derived for another threshold (no model call)."""
-        gap = self.gap_s if gap_s is None else gap_s
-        mind = self.min_duration_s if min_duration_s is None else min_duration_s
-        return replace(self, threshold=float(threshold), gap_s=gap, min_duration_s=mind,
-                       events=_events(self.starts_s, self.ends_s, self.scores, threshold, gap, mind,
-                                      self.recorded_at))
-
-    def params_key(self) -> dict:
-        """What must match for a saved result to be reused."""
-        return {"model": self.model, "model_fingerprint": self.model_fingerprint, "window_s": self.window_s,
-                "hop_s": self.hop_s}
-
-    def to_dict(self, *, include_windows: bool = True) -> dict:
-        """The JSON document described in the README (``file, duration_s, ..., windows[], events[]``)."""
-        doc = {
-            "file": self.file,
-            "duration_s": round(self.duration_s, 3),
-            "sample_rate": self.sample_rate,
-            "model": self.model,
-            "model_fingerprint": self.model_fingerprint,
-            "threshold": round(self.threshold, 6),
-            "window_s": self.window_s,
-            "hop_s": self.hop_s,
-            "gap_s": self.gap_s,
-            "min_duration_s": self.min_duration_s,
-            "recorded_at": self.recorded_at,
-            "status": self.status,
-            "error": self.error,
-            "events": [ev.to_dict() for ev in self.events],
-        }
-        if include_windows:
-            doc["windows"] = [
-                {"start_s": round(float(s), 3), "end_s": round(float(e), 3), "score": round(float(p), 6)}
-                for s, e, p in zip(self.starts_s, self.ends_s, self.scores, strict=True)
-            ]
-        return doc
-
-    @classmethod
-    def from_dict(cls, doc: dict) -> Detection:
-        wins = doc.get("windows", [])
-        return cls(
-            file=doc["file"],
-            duration_s=float(doc["duration_s"]),
-            sample_rate=int(doc.get("sample_rate") or 0),
-            model=doc.get("model", ""),
-            threshold=float(doc["threshold"]),
-            window_s=float(doc["window_s"]),
-            hop_s=float(doc["hop_s"]),
-            gap_s=float(doc.get("gap_s", 0.7)),
-            min_duration_s=float(doc.get("min_duration_s", 0.0)),
-            recorded_at=doc.get("recorded_at"),
-            starts_s=np.array([w["start_s"] for w in wins], dtype=np.float64),
-            ends_s=np.array([w["end_s"] for w in wins], dtype=np.float64),
-            scores=np.array([w["score"] for w in wins], dtype=np.float32),
-            events=[Event(**ev) for ev in doc.get("events", [])],
-            status=doc.get("status", "complete"),
-            error=doc.get("error"),
-            model_fingerprint=doc.get("model_fingerprint", ""),
-        )
-
-
-#: Defaults from the README: 2.5 s hop, 0.7 s gap, the model's calibrated threshold.
-DEFAULT_PARAMS = DetectionParams()
-
-
-def _events(starts, ends, scores, threshold, gap_s, min_duration_s, recorded_at) -> list[Event]:
-    events = merge_events(starts, ends, scores, threshold, gap_s=gap_s, min_duration_s=min_duration_s)
-    if recorded_at:
-        from datetime import datetime
-
-        t0 = datetime.fromisoformat(recorded_at)
-        for ev in events:
-            ev.start_time = offset_time(t0, ev.start_s)
-    return events
+#: One scored batch: window starts (samples at the model's rate from the start of the file), owl scores,
+#: and the sample (from the start of the file) decoding had reached.
+Batch = tuple[np.ndarray, np.ndarray, int]
+WindowRange = tuple[int, "int | None"]
 
 
 class _Stop(Exception):
@@ -285,17 +116,25 @@ class _Threads:
 
 
 def _produce(path: str, info: audio.AudioInfo, clf: OwlClassifier, params: DetectionParams,
-             out: queue.Queue, stop: threading.Event, timings: dict[str, float],
-             threads: int | None) -> None:
+             window_range: WindowRange | None, out: queue.Queue, stop: threading.Event,
+             timings: dict[str, float], threads: int | None) -> None:
     """Producer thread: decode, resample, frame and feature-extract batches into ``out``.
 
     When the queue is empty (the model's thread is waiting for work) a batch goes out as raw windows and
-    the model's thread extracts its features; otherwise the producer does it and stays ahead.
+    the model's thread extracts their features; otherwise the producer does it and stays ahead.
     """
     sr = clf.sampling_rate
     win = clf.window_samples
     hop = max(1, int(round(params.hop_s * sr)))
-    n_total = 0
+    k0, k1 = window_range if window_range is not None else (0, None)
+    first = k0 * hop  # sample where decoding starts
+    # A range decodes only the audio its windows need, plus a second of margin for the resampler.
+    end_s = None if k1 is None else ((k1 - 1) * hop + win) / sr + 1.0
+    keep = None
+    if k1 is not None:
+        def keep(rel: int) -> bool:  # on the grid and inside the range (not the stream's end-aligned window)
+            return rel % hop == 0 and first + rel < k1 * hop
+    n_total = first
     clock = time.perf_counter
     if threads is not None:
         torch.set_num_threads(threads)  # this thread is ours: no need to put it back
@@ -316,9 +155,11 @@ def _produce(path: str, info: audio.AudioInfo, clf: OwlClassifier, params: Detec
             yield block
 
     try:
-        blocks = audio.stream(path, sr, block_s=params.block_s, info=info, quality=params.resample_quality,
-                              timings=timings)
-        for starts, batch in frame_batches(counted(blocks), win, hop, params.batch_size):
+        blocks = audio.stream(path, sr, block_s=params.block_s, start_s=first / sr, end_s=end_s, info=info,
+                              quality=params.resample_quality, timings=timings)
+        for starts, batch in frame_batches(counted(blocks), win, hop, params.batch_size, keep=keep):
+            if first:
+                starts = starts + first
             if out.empty():
                 put((starts, n_total, batch))  # the model's thread is idle: it extracts the features
                 continue
@@ -358,6 +199,132 @@ class _Grow:
         return self.buf[: self.n]
 
 
+def scan_windows(
+    path: str | Path,
+    clf: OwlClassifier,
+    params: DetectionParams = DEFAULT_PARAMS,
+    *,
+    window_range: WindowRange | None = None,
+    info: audio.AudioInfo | None = None,
+    timings: dict[str, float] | None = None,
+) -> Iterator[Batch]:
+    """Score the windows of a recording's grid, batch by batch.
+
+    Window ``k`` starts at ``k * hop`` samples; when the grid does not end at the end of the file, a final
+    window ends there (see :func:`owlfinder.detect.windows.window_grid`).
+
+    Args:
+        path: the recording.
+        clf: a loaded classifier.
+        params: scan parameters (hop, batch size, decode block, resampler quality, threads).
+        window_range: ``(k0, k1)``: only the windows ``k0 <= k < k1`` (``k1=None``: to the end of the file,
+            including the final end-aligned window). Only the audio they need is decoded, and they are
+            exactly the windows a scan of the whole file gives for those indices.
+        info: a probe result, to avoid probing twice.
+        timings: when given, seconds spent in ``decode``, ``resample``, ``features`` and ``model`` are added
+            to it (the first three in the producer thread, overlapped with the model).
+
+    Yields:
+        ``(start_samples, scores, n_samples)`` per batch (see :data:`Batch`).
+
+    Raises:
+        owlfinder.audio.AudioError: decoding failed; the batches cut before the failure were yielded first.
+    """
+    path = str(path)
+    info = info or audio.probe(path)
+    if timings is None:
+        timings = {}
+    for key in ("decode", "resample", "features", "model"):
+        timings.setdefault(key, 0.0)
+    on_cpu = clf.device.type == "cpu"
+    policy = _ThreadPolicy(params.num_threads) if on_cpu else None
+    # Two batches in flight are enough to keep both threads busy; each more costs up to 10 MB of peak RSS.
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    producer = threading.Thread(target=_produce, args=(path, info, clf, params, window_range, q, stop, timings,
+                                                       1 if on_cpu else None),
+                                name="owl-decode", daemon=True)
+    producer.start()
+    try:
+        while True:
+            t_wait = time.perf_counter()
+            st, n_total, payload = q.get()
+            t_got = time.perf_counter()
+            if isinstance(st, str):
+                if st == "done":
+                    return
+                err = payload
+                if isinstance(err, audio.AudioError):
+                    raise err
+                raise audio.AudioError(path, f"{type(err).__name__}: {err}") from err
+            with _Threads(policy.n if policy is not None else None):
+                if isinstance(payload, np.ndarray):  # raw windows: the producer was behind
+                    t = time.perf_counter()
+                    payload = clf.features(payload)
+                    timings["features"] += time.perf_counter() - t
+                t = time.perf_counter()
+                batch_scores = clf.predict(payload)
+                model_s = time.perf_counter() - t
+                timings["model"] += model_s
+            if policy is not None:
+                policy.update(t_got - t_wait, model_s)
+            yield st, batch_scores, n_total
+    finally:
+        stop.set()
+        producer.join(timeout=5)
+
+
+class DetectionBuilder:
+    """Collects scored batches (from :func:`scan_windows`, in order) into a :class:`Detection`.
+
+    Args:
+        path: the recording, as named in the result.
+        clf: the classifier that scored the windows.
+        params: the scan parameters.
+        info: the recording's probe result.
+        recorded_at: ISO wall-clock start of the recording, or ``None``.
+    """
+
+    def __init__(self, path: str, clf: OwlClassifier, params: DetectionParams, info: audio.AudioInfo,
+                 recorded_at: str | None):
+        self.path, self.clf, self.params, self.info, self.recorded_at = path, clf, params, info, recorded_at
+        self.threshold = clf.threshold if params.threshold is None else float(params.threshold)
+        capacity = int(info.duration_s / max(params.hop_s, 1e-3)) + 4
+        self._starts = _Grow(capacity, np.int64)
+        self._scores = _Grow(capacity, np.float32)
+        self.n_samples = 0
+
+    def add(self, starts: np.ndarray, scores: np.ndarray, n_samples: int) -> None:
+        """Append one batch; ``n_samples`` is the sample (from the start of the file) decoding reached."""
+        self._scores.append(np.asarray(scores, dtype=np.float32))
+        self._starts.append(starts)
+        self.n_samples = max(self.n_samples, int(n_samples))
+
+    def result(self, status: str, error: str | None = None, timings: dict[str, float] | None = None
+               ) -> Detection:
+        """The windows so far as a :class:`Detection` (``status``: complete | running | partial).
+
+        Only a complete result derives its events at once; the others when ``events`` is first read.
+        Partial results share the window arrays (read-only views of the growing buffers).
+        """
+        clf, params, info = self.clf, self.params, self.info
+        sr, win = clf.sampling_rate, clf.window_samples
+        st = self._starts.view()
+        sc = self._scores.view()
+        total = max(self.n_samples, int(st[-1]) + 1 if len(st) else 0)
+        starts_s = st / sr
+        ends_s = np.minimum(st + win, max(total, 1)) / sr
+        duration = total / sr if status == "complete" else max(info.duration_s, total / sr)
+        args = (starts_s, ends_s, sc, self.threshold, params.gap_s, params.min_duration_s, self.recorded_at)
+        return Detection(
+            file=self.path, duration_s=float(duration), sample_rate=info.sample_rate, model=clf.name,
+            threshold=self.threshold, window_s=clf.window_s, hop_s=params.hop_s, gap_s=params.gap_s,
+            min_duration_s=params.min_duration_s, recorded_at=self.recorded_at, starts_s=starts_s,
+            ends_s=ends_s, scores=sc, events=_events(*args) if status == "complete" else _Deferred(_events, *args),
+            status=status, error=error, model_fingerprint=clf.fingerprint, timings_s=dict(timings or {}),
+        )
+
+
 def iter_detect(
     path: str | Path,
     clf: OwlClassifier,
@@ -390,77 +357,28 @@ def iter_detect(
     if params.max_duration_s is not None and info.duration_s > params.max_duration_s:
         raise audio.AudioError(path, f"recording is {info.duration_s / 3600:.1f} h long; the limit is "
                                      f"{params.max_duration_s / 3600:.1f} h")
-    threshold = clf.threshold if params.threshold is None else float(params.threshold)
     recorded = parse_recording_start(path)
-    recorded_at = recorded.isoformat() if recorded else None
+    built = DetectionBuilder(path, clf, params, info, recorded.isoformat() if recorded else None)
     sr = clf.sampling_rate
-    win = clf.window_samples
     timings = {"decode": 0.0, "resample": 0.0, "features": 0.0, "model": 0.0, "total": 0.0}
     t_start = time.perf_counter()
-    capacity = int(info.duration_s / max(params.hop_s, 1e-3)) + 4
-    starts = _Grow(capacity, np.int64)
-    scores = _Grow(capacity, np.float32)
-    n_total = 0
-    on_cpu = clf.device.type == "cpu"
-    policy = _ThreadPolicy(params.num_threads) if on_cpu else None
 
     def result(status: str, error: str | None = None) -> Detection:
-        st = starts.view()
-        sc = scores.view()
-        total = max(n_total, int(st[-1]) + 1 if len(st) else 0)
-        starts_s = st / sr
-        ends_s = np.minimum(st + win, max(total, 1)) / sr
-        duration = total / sr if status == "complete" else max(info.duration_s, total / sr)
         timings["total"] = time.perf_counter() - t_start
-        args = (starts_s, ends_s, sc, threshold, params.gap_s, params.min_duration_s, recorded_at)
-        return Detection(
-            file=path, duration_s=float(duration), sample_rate=info.sample_rate, model=clf.name,
-            threshold=threshold, window_s=clf.window_s, hop_s=params.hop_s, gap_s=params.gap_s,
-            min_duration_s=params.min_duration_s, recorded_at=recorded_at, starts_s=starts_s, ends_s=ends_s,
-            scores=sc, events=_events(*args) if status == "complete" else _Deferred(_events, *args),
-            status=status, error=error, model_fingerprint=clf.fingerprint, timings_s=dict(timings),
-        )
+        return built.result(status, error, timings)
 
-    # Two batches in flight are enough to keep both threads busy; each more costs up to 10 MB of peak RSS.
-    q: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
-    producer = threading.Thread(target=_produce, args=(path, info, clf, params, q, stop, timings,
-                                                       1 if on_cpu else None),
-                                name="owl-decode", daemon=True)
-    producer.start()
+    batches = scan_windows(path, clf, params, info=info, timings=timings)
     try:
-        while True:
-            t_wait = time.perf_counter()
-            st, n_total, payload = q.get()
-            t_got = time.perf_counter()
-            if isinstance(st, str):
-                if st == "done":
-                    break
-                err = payload
-                msg = err.reason if isinstance(err, audio.AudioError) else f"{type(err).__name__}: {err}"
-                yield result("partial", msg)
-                if isinstance(err, audio.AudioError):
-                    raise err
-                raise audio.AudioError(path, msg) from err
-            with _Threads(policy.n if policy is not None else None):
-                if isinstance(payload, np.ndarray):  # raw windows: the producer was behind
-                    t = time.perf_counter()
-                    payload = clf.features(payload)
-                    timings["features"] += time.perf_counter() - t
-                t = time.perf_counter()
-                batch_scores = clf.predict(payload)
-                model_s = time.perf_counter() - t
-                timings["model"] += model_s
-            if policy is not None:
-                policy.update(t_got - t_wait, model_s)
-            scores.append(batch_scores)
-            starts.append(st)
+        for st, sc, n_total in batches:
+            built.add(st, sc, n_total)
             if progress is not None:
                 progress(min(n_total / sr, info.duration_s), info.duration_s)
             yield result("running")
+    except audio.AudioError as err:
+        yield result("partial", err.reason)
+        raise
     finally:
-        stop.set()
-        producer.join(timeout=5)
+        batches.close()  # a caller that stops early stops the decoding thread at once
     final = result("complete")
     if progress is not None:
         progress(final.duration_s, final.duration_s)
@@ -481,7 +399,3 @@ def detect(
         pass
     assert last is not None
     return last
-
-
-def params_dict(params: DetectionParams) -> dict:
-    return asdict(params)

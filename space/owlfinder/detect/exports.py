@@ -1,5 +1,8 @@
 """Result files in the formats ecologists already use: JSON, CSV, Raven Pro selection tables, Audacity labels.
 
+The Raven and Audacity formats themselves are :mod:`owlfinder.data.annotations` (``read_raven`` and
+``read_audacity`` are importable from here too).
+
 Every writer is atomic (temp file + rename), so an interrupted run never leaves a half-written result that
 a later run would mistake for a finished one.
 """
@@ -13,7 +16,9 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from owlfinder.detect.engine import Detection
+from owlfinder.data import annotations
+from owlfinder.data.annotations import read_audacity, read_raven
+from owlfinder.detect.detection import Detection
 from owlfinder.durable import atomic_write_text
 
 __all__ = [
@@ -54,15 +59,13 @@ def csv_text(det: Detection) -> str:
 
 def raven_text(det: Detection) -> str:
     lo, hi = RAVEN_BAND_HZ
-    lines = ["\t".join(RAVEN_FIELDS)]
-    for i, ev in enumerate(det.events, 1):
-        lines.append("\t".join([str(i), "Spectrogram 1", "1", Path(det.file).name, f"{ev.start_s:.3f}",
-                                f"{ev.end_s:.3f}", f"{lo:.1f}", f"{hi:.1f}", f"{ev.score:.4f}"]))
-    return "\n".join(lines) + "\n"
+    return annotations.raven_text(RAVEN_FIELDS, (
+        [i, annotations.RAVEN_VIEW, 1, Path(det.file).name, f"{ev.start_s:.3f}", f"{ev.end_s:.3f}", f"{lo:.1f}",
+         f"{hi:.1f}", f"{ev.score:.4f}"] for i, ev in enumerate(det.events, 1)))
 
 
 def audacity_text(det: Detection) -> str:
-    return "".join(f"{ev.start_s:.3f}\t{ev.end_s:.3f}\towl {ev.score:.2f}\n" for ev in det.events)
+    return annotations.audacity_text((ev.start_s, ev.end_s, f"owl {ev.score:.2f}") for ev in det.events)
 
 
 #: Output format name -> (file suffix, renderer).
@@ -99,15 +102,3 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def read_raven(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
-def read_audacity(path: str | os.PathLike) -> list[tuple[float, float, str]]:
-    rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("\\"):
-            start, end, label = line.split("\t", 2)
-            rows.append((float(start), float(end), label))
-    return rows

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = [
     "BUNDLED_MODEL",
     "DEFAULT_THRESHOLD",
@@ -37,11 +39,12 @@ DEFAULT_WINDOW_S = 5.0
 # Config keys written by scripts/train.py into the saved model's config.json.
 THRESHOLD_KEY = "owl_threshold"
 WINDOW_KEY = "owl_window_s"
+SITE_THRESHOLDS_KEY = "owl_site_thresholds"
 
 _NEGATED = re.compile(r"^(not|no|non)[\s_\-]", re.IGNORECASE)
 
 
-class ModelError(Exception):
+class ModelError(OwlFinderError):
     """A model that cannot be loaded or used; ``str(err)`` is one line."""
 
 
@@ -130,6 +133,8 @@ class OwlClassifier:
     cpu_chunk: int | None = None
     #: A faster, equivalent path for the feature extractor when one exists (see :class:`WhisperLogMel`).
     _fast_features: WhisperLogMel | None = field(default=None, repr=False, compare=False)
+    #: Per-site thresholds (``owl_site_thresholds`` in the config): ``{site: {"threshold", "message", ...}}``.
+    site_thresholds: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.cpu_chunk is None:
@@ -141,6 +146,21 @@ class OwlClassifier:
     @property
     def window_samples(self) -> int:
         return int(round(self.window_s * self.sampling_rate))
+
+    def threshold_for(self, name: str | os.PathLike | None) -> tuple[float, str]:
+        """The threshold for a recording and why: its site's own when the file name names a site that has
+        one (A2O ``..._Site-Name_12345.flac``, Song Meter ``SITE_20240101_203000.wav``), else the model's."""
+        from owlfinder.timestamps import parse_site
+
+        site = parse_site(str(name)) if name else None
+        if site and self.site_thresholds:
+            for key, entry in self.site_thresholds.items():
+                if key.casefold() == site.casefold():
+                    return float(entry["threshold"]), str(entry.get("message") or f"per-site threshold for {key}")
+        why = "the model's calibrated threshold" if self.threshold != DEFAULT_THRESHOLD else "the default threshold"
+        if site and self.site_thresholds:
+            why += f" (no per-site threshold for {site})"
+        return self.threshold, why
 
     @property
     def positive_label(self) -> str:
@@ -331,4 +351,19 @@ def load_classifier(
         dtype=dtype,
         labels={int(k): str(v) for k, v in id2label.items()},
         cpu_chunk=_cpu_chunk(n_params),
+        site_thresholds=_site_thresholds(config, name),
     )
+
+
+def _site_thresholds(config, name: str) -> dict[str, dict]:
+    """The config's per-site thresholds, checked (a bad entry is a one-line :class:`ModelError`)."""
+    raw = getattr(config, SITE_THRESHOLDS_KEY, None) or {}
+    if not isinstance(raw, dict):
+        raise ModelError(f"{name}: {SITE_THRESHOLDS_KEY} in config.json must map site names to thresholds")
+    out = {}
+    for site, entry in raw.items():
+        thr = entry.get("threshold") if isinstance(entry, dict) else entry
+        if not isinstance(thr, (int, float)) or not 0.0 <= float(thr) <= 1.0:
+            raise ModelError(f"{name}: {SITE_THRESHOLDS_KEY}[{site!r}] needs a threshold in 0-1, not {thr!r}")
+        out[str(site)] = dict(entry) if isinstance(entry, dict) else {"threshold": float(thr)}
+    return out

@@ -2,14 +2,17 @@
 
 Windows start every ``hop`` seconds; when the grid does not end exactly at the end of the file, one final
 window ends at the file's end, so the tail is covered by real audio and never by zero padding (a model can
-learn to spot padding). Audio shorter than one window is filled by reflecting its own samples.
+learn to spot padding). Audio shorter than one window is filled by reflecting its own samples
+(:func:`owlfinder.audio.fill_to_length`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
+
+from owlfinder.audio import fill_to_length  # re-exported: the short-audio fill of the grid
 
 __all__ = ["fill_to_length", "frame_batches", "frame_stream", "window_grid"]
 
@@ -35,20 +38,6 @@ def window_grid(n_samples: int, window: int, hop: int) -> np.ndarray:
     if starts[-1] + window < n_samples:
         starts = np.append(starts, n_samples - window)
     return starts
-
-
-def fill_to_length(y: np.ndarray, n: int) -> np.ndarray:
-    """Extend ``y`` to ``n`` samples by reflecting it back and forth (never zeros); truncate if longer."""
-    y = np.asarray(y, dtype=np.float32)
-    if len(y) >= n:
-        return y[:n]
-    if len(y) == 0:
-        return np.zeros(n, dtype=np.float32)
-    if len(y) == 1:
-        return np.full(n, y[0], dtype=np.float32)
-    period = np.concatenate([y, y[-2:0:-1]]) if len(y) > 2 else y
-    reps = int(np.ceil(n / len(period)))
-    return np.tile(period, reps)[:n]
 
 
 def _frames(blocks: Iterable[np.ndarray], window: int, hop: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -98,10 +87,12 @@ def frame_stream(
 
 
 def frame_batches(
-    blocks: Iterable[np.ndarray], window: int, hop: int, batch_size: int
+    blocks: Iterable[np.ndarray], window: int, hop: int, batch_size: int,
+    keep: Callable[[int], bool] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """:func:`frame_stream` in batches: yields ``(starts, windows)`` with ``starts`` an int64 array of
     at most ``batch_size`` start samples and ``windows`` a fresh float32 array ``[len(starts), window]``.
+    ``keep(start)``, when given, picks the windows to batch (the others are skipped without a copy).
 
     Each window is copied once, straight from the stream buffer into its batch. When the block stream
     fails part-way (a truncated or corrupt file), the windows cut before the failure are yielded as a last,
@@ -114,6 +105,8 @@ def frame_batches(
     k = 0
     try:
         for start, view in _frames(blocks, window, hop):
+            if keep is not None and not keep(start):
+                continue
             batch[k] = view
             starts[k] = start
             k += 1

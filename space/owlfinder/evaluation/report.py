@@ -17,7 +17,7 @@ positive. Results are given at the model's calibrated threshold and at the lowes
 false-positive rate at or below a target (:func:`threshold_for_fp_rate`).
 
 Other detectors (BirdNET, ...) plug in through :func:`register_detector`: anything that turns a path into a
-:class:`~owlfinder.detect.engine.Detection` (window scores) is evaluated the same way.
+:class:`~owlfinder.detect.detection.Detection` (window scores) is evaluated the same way.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from owlfinder.detect.engine import Detection
+from owlfinder.data.annotations import read_raven
+from owlfinder.detect.detection import Detection
 from owlfinder.detect.events import merge_events
+from owlfinder.errors import OwlFinderError
 from owlfinder.evaluation.metrics import PRCurve, binary_metrics, pr_curve
 
 __all__ = [
@@ -63,7 +65,7 @@ _OWL_WORDS = ("owl", "ninox strenua", "ninox_strenua", "powerful", "nistre")
 _NOT_OWL = ("boobook", "barking", "not_owl", "not owl", "no owl", "barking_owl")
 
 
-class TruthError(Exception):
+class TruthError(OwlFinderError):
     """Ground truth that cannot be found or read; ``str(err)`` is one line naming the file."""
 
 
@@ -224,8 +226,7 @@ def read_truth(path: str | os.PathLike) -> list[tuple[float, float]]:
             calls = [(float(e["start_s"]), float(e["end_s"])) for e in events
                      if (e.get("kind") or "owl") == "owl"]
         else:
-            with p.open(newline="", encoding="utf-8-sig") as fh:
-                rows = list(csv.DictReader(fh, delimiter="\t"))
+            rows = read_raven(p, all_views=True)
             if rows and not {"Begin Time (s)", "End Time (s)"} <= set(rows[0]):
                 raise TruthError(f"{p.name}: not a Raven selection table (no Begin/End Time (s) columns)")
             label_col = next((c for c in _LABEL_COLUMNS if rows and c in rows[0]), None)
@@ -470,7 +471,7 @@ def register_detector(name: str, factory: Callable[[dict], Callable[[str], Detec
     """Make another detector available to ``scripts/evaluate.py --compare NAME``.
 
     ``factory(options)`` returns a function turning a recording's path into a
-    :class:`~owlfinder.detect.engine.Detection` (window starts, ends and owl scores, plus its own threshold).
+    :class:`~owlfinder.detect.detection.Detection` (window starts, ends and owl scores, plus its own threshold).
     """
     DETECTORS[name] = factory
 

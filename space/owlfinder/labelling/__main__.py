@@ -2,6 +2,6 @@
 
 import sys
 
-from owlfinder.labelling.queue import main
+from owlfinder.labelling.cli import main
 
 sys.exit(main())

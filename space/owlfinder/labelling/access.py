@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from owlfinder.errors import OwlFinderError
+
 __all__ = ["HEADER", "AccessDenied", "Identity", "LabelGate", "parse_labellers"]
 
 #: The header that carries ``OWL_LABEL_TOKEN``.
@@ -32,7 +34,7 @@ HEADER = "x-owl-label-token"
 _WHOAMI_TTL_S = 600.0
 
 
-class AccessDenied(Exception):
+class AccessDenied(OwlFinderError):
     """The caller may not label; ``str(err)`` is one line and never holds a token."""
 
 
@@ -114,9 +116,14 @@ class LabelGate:
                  whoami: Callable[[str], dict] | None = None) -> LabelGate:
         """Read ``OWL_LABELLERS`` and ``OWL_LABEL_TOKEN`` (default: :data:`os.environ`)."""
         env = os.environ if env is None else env
-        users, orgs = parse_labellers(env.get("OWL_LABELLERS"))
-        secret = (env.get("OWL_LABEL_TOKEN") or "").strip() or None
-        return cls(users=users, orgs=orgs, secret=secret, whoami=whoami or _default_whoami)
+        return cls.from_settings(env.get("OWL_LABELLERS"), env.get("OWL_LABEL_TOKEN"), whoami)
+
+    @classmethod
+    def from_settings(cls, labellers: str | None, secret: str | None,
+                      whoami: Callable[[str], dict] | None = None) -> LabelGate:
+        """The gate for ``OWL_LABELLERS`` text (see :func:`parse_labellers`) and a shared key (``None``: none)."""
+        users, orgs = parse_labellers(labellers)
+        return cls(users=users, orgs=orgs, secret=(secret or "").strip() or None, whoami=whoami or _default_whoami)
 
     @property
     def gated(self) -> bool:

@@ -17,6 +17,10 @@ API (one entry per confuser in :data:`CONFUSERS`)::
 Rendering is a pure function of ``(params, sr)``; sample rates 8000-48000 Hz; harmonics above 0.45 ``sr``
 are dropped. Times in s, frequencies in Hz. ``params["notes"]`` lists the tonal notes as
 ``{"t": onset s, "dur": s, "f0": Hz, ...}`` so callers can make selection boxes or check fairness.
+
+The Southern Boobook "mo-poke" (550-750 Hz, second note lower, short notes) and the Barking Owl "wook-wook"
+(400-600 Hz, short harsh notes with strong harmonics) are rendered with the owl's own generator
+(:func:`owlfinder.synth.calls.render_owl_call`): :func:`render_boobook`, :func:`render_barking_owl`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,11 @@ from collections.abc import Callable
 import numpy as np
 from scipy import signal
 
-__all__ = ["CONFUSERS", "po_like", "render", "sample"]
+from owlfinder.synth.calls import OwlCallParams, _distance_lowpass, _echoes, render_owl_call
+from owlfinder.synth.calls import _seed as _owl_seed
+
+__all__ = ["CONFUSERS", "po_like", "render", "render_barking_owl", "render_boobook", "sample",
+           "sample_barking_owl_params", "sample_boobook_params"]
 
 #: Loose Powerful Owl rule used to reject confuser draws (wider than the synthesizer's ranges).
 PO_RULE = {
@@ -562,3 +570,74 @@ def sample(name: str, rng: np.random.Generator) -> dict:
 def render(params: dict, sr: int) -> np.ndarray:
     """Render any confuser's parameters (dispatch on ``params["kind"]``)."""
     return CONFUSERS[params["kind"]][1](params, sr)
+
+
+# ------------------------------------------- Boobook and Barking Owl (the owl generator)
+
+
+def sample_boobook_params(rng: np.random.Generator) -> OwlCallParams:
+    """Draw a Southern Boobook "mo-poke": two short notes, 600-750 Hz, the second 4-12 % lower."""
+    d1 = rng.uniform(0.12, 0.25)
+    return OwlCallParams(
+        kind="boobook", sex=None, f0_hz=float(rng.uniform(600.0, 750.0)),
+        note_onsets_s=(0.0, float(d1 + rng.uniform(0.12, 0.25))),
+        note_durations_s=(float(d1), float(rng.uniform(0.12, 0.25))),
+        note_f0_ratios=(1.0, float(rng.uniform(0.88, 0.96))),
+        note_gains=(1.0, float(rng.uniform(0.7, 1.0))),
+        glide_s=float(rng.uniform(0.02, 0.05)),
+        glide_depth=float(rng.uniform(0.02, 0.06)),
+        arch_depth=float(rng.uniform(0.0, 0.02)),
+        fall_depth=float(rng.uniform(0.04, 0.12)),
+        fall_frac=float(rng.uniform(0.4, 0.6)),
+        attack_s=float(rng.uniform(0.01, 0.03)),
+        release_frac=float(rng.uniform(0.25, 0.45)),
+        harmonics=(float(rng.uniform(0.1, 0.3)), float(rng.uniform(0.03, 0.12)), float(rng.uniform(0.0, 0.05))),
+        noise=float(rng.uniform(0.0, 0.04)),
+        vibrato_hz=float(rng.uniform(4.0, 9.0)),
+        vibrato_depth=float(rng.uniform(0.0, 0.005)),
+        jitter=float(rng.uniform(0.001, 0.005)),
+        lowpass_hz=_distance_lowpass(rng, lo_hz=1200.0),
+        seed=_owl_seed(rng),
+        **_echoes(rng, p_echo=0.5),
+    )
+
+
+def sample_barking_owl_params(rng: np.random.Generator) -> OwlCallParams:
+    """Draw a Barking Owl "wook-wook": two short harsh notes at 400-600 Hz with strong harmonics."""
+    d1 = rng.uniform(0.1, 0.2)
+    return OwlCallParams(
+        kind="barking_owl", sex=None, f0_hz=float(rng.uniform(420.0, 580.0)),
+        note_onsets_s=(0.0, float(d1 + rng.uniform(0.1, 0.25))),
+        note_durations_s=(float(d1), float(rng.uniform(0.1, 0.2))),
+        note_f0_ratios=(1.0, float(rng.uniform(0.96, 1.03))),
+        note_gains=(1.0, float(rng.uniform(0.8, 1.05))),
+        glide_s=float(rng.uniform(0.02, 0.05)),
+        glide_depth=float(rng.uniform(0.12, 0.25)),
+        arch_depth=float(rng.uniform(0.02, 0.05)),
+        fall_depth=float(rng.uniform(0.1, 0.2)),
+        fall_frac=float(rng.uniform(0.4, 0.6)),
+        attack_s=float(rng.uniform(0.005, 0.015)),
+        release_frac=float(rng.uniform(0.3, 0.5)),
+        harmonics=(float(rng.uniform(0.5, 0.9)), float(rng.uniform(0.3, 0.6)), float(rng.uniform(0.15, 0.4)),
+                   float(rng.uniform(0.1, 0.25)), float(rng.uniform(0.05, 0.15))),
+        noise=float(rng.uniform(0.05, 0.12)),
+        onset_noise=float(rng.uniform(0.3, 0.7)),
+        roughness=float(rng.uniform(0.2, 0.5)),
+        roughness_hz=float(rng.uniform(30.0, 70.0)),
+        vibrato_hz=float(rng.uniform(4.0, 9.0)),
+        vibrato_depth=float(rng.uniform(0.0, 0.006)),
+        jitter=float(rng.uniform(0.003, 0.008)),
+        lowpass_hz=_distance_lowpass(rng, lo_hz=1500.0),
+        seed=_owl_seed(rng),
+        **_echoes(rng, p_echo=0.5),
+    )
+
+
+def render_boobook(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """A Southern Boobook "mo-poke" (hard negative), peak 1.0, mono float32 at ``sr`` Hz."""
+    return render_owl_call(sample_boobook_params(rng), sr)
+
+
+def render_barking_owl(rng: np.random.Generator, sr: int) -> np.ndarray:
+    """A Barking Owl "wook-wook" (hard negative), peak 1.0, mono float32 at ``sr`` Hz."""
+    return render_owl_call(sample_barking_owl_params(rng), sr)

@@ -17,7 +17,8 @@ import numpy as np
 
 from owlfinder import audio
 from owlfinder.synth import channel, confusers
-from owlfinder.synth.calls import OWL_BAND, SynthError, mix_at_snr, render_barking_owl, render_boobook
+from owlfinder.synth.calls import OWL_BAND, SynthError, mix_at_snr
+from owlfinder.synth.confusers import render_barking_owl, render_boobook
 from owlfinder.synth.families import Family
 
 __all__ = ["CONFUSER_KINDS", "background_clip", "confuser_clip", "crop", "insert_calls", "load_backgrounds",

@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from owlfinder.data import annotations
+from owlfinder.synth.backgrounds import BackgroundPool, BackgroundStream, _as_pool, _NoiseLoop
 from owlfinder.synth.calls import (
-    BackgroundPool,
-    BackgroundStream,
     OwlCallParams,
     SynthError,
-    _as_pool,
-    _NoiseLoop,
     call_gain_for_snr,
     render_owl_call,
     sample_bout,
@@ -116,15 +114,10 @@ def truth_paths(audio_path: str | os.PathLike) -> tuple[Path, Path]:
 
 def write_raven(path: str | os.PathLike, events: list[dict]) -> Path:
     """Write events as a Raven selection table (tab-separated, columns :data:`RAVEN_COLUMNS`)."""
-    path = Path(path)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        w.writerow(RAVEN_COLUMNS)
-        for i, e in enumerate(events, start=1):
-            w.writerow([i, "Spectrogram 1", 1, f"{e['start_s']:.4f}", f"{e['end_s']:.4f}",
-                        _fmt(e.get("low_hz")), _fmt(e.get("high_hz")), e.get("kind") or "", e.get("sex") or "",
-                        _fmt(e.get("f0_hz")), _fmt(e.get("snr_db")), "" if e.get("bout") is None else e["bout"]])
-    return path
+    return annotations.write_raven(path, RAVEN_COLUMNS, (
+        [i, annotations.RAVEN_VIEW, 1, f"{e['start_s']:.4f}", f"{e['end_s']:.4f}", _fmt(e.get("low_hz")),
+         _fmt(e.get("high_hz")), e.get("kind") or "", e.get("sex") or "", _fmt(e.get("f0_hz")),
+         _fmt(e.get("snr_db")), "" if e.get("bout") is None else e["bout"]] for i, e in enumerate(events, start=1)))
 
 
 def _fmt(v: float | None) -> str:
@@ -132,12 +125,8 @@ def _fmt(v: float | None) -> str:
 
 
 def _read_raven(path: Path) -> list[dict]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
     events = []
-    for r in rows:
-        if r.get("View", "Spectrogram 1").startswith("Waveform"):  # Raven lists a selection once per view
-            continue
+    for r in annotations.read_raven(path):  # Waveform rows (Raven lists a selection once per view) are dropped
         e: dict = {}
         for col, (key, typ) in _RAVEN_FIELDS.items():
             v = (r.get(col) or "").strip()
@@ -294,7 +283,7 @@ def make_night(
     """Write a synthetic night with owl calls and confusers at known times, and its ground truth.
 
     The background is real audio from ``backgrounds`` (random stretches crossfaded one into the next, see
-    :class:`~owlfinder.synth.calls.BackgroundPool`) over a faint pink-noise floor; ``None`` gives pink noise only.
+    :class:`~owlfinder.synth.backgrounds.BackgroundPool`) over a faint pink-noise floor; ``None`` gives pink noise only.
     Powerful Owl calls come in bouts (one to three double hoots, seconds apart); Boobook and Barking Owl
     calls come in short series. Each call is mixed at a band SNR drawn per bout from ``snr_db_range``
     (dB, measured on channel 1 over the call's span). Channels share the background and the calls, with

@@ -7,6 +7,12 @@ no threshold reaches the target it falls back to the threshold that maximises F0
 :func:`write_calibration` stores the result in the model's config (``owl_threshold``, ``owl_window_s``,
 ``owl_target_precision``, ``owl_calibration``), which :func:`owlfinder.detect.model.load_classifier` reads, so
 detection uses the calibrated threshold by default.
+
+Per-site thresholds: :func:`site_thresholds` calibrates one threshold per recording site from that site's
+verified clips (the site comes from the file name, :func:`owlfinder.timestamps.parse_site`), and
+:func:`write_site_thresholds` stores them as ``owl_site_thresholds`` in ``config.json``. Detection uses a
+site's threshold for files whose name names that site (:meth:`owlfinder.detect.model.OwlClassifier.threshold_for`),
+and the model's own threshold everywhere else.
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ __all__ = [
     "Calibration",
     "calibrate_threshold",
     "read_calibration",
+    "site_thresholds",
     "threshold_sweep",
     "write_calibration",
+    "write_site_thresholds",
 ]
 
 DEFAULT_TARGET_PRECISION = 0.95
@@ -36,6 +44,10 @@ THRESHOLD_KEY = "owl_threshold"
 WINDOW_KEY = "owl_window_s"
 TARGET_KEY = "owl_target_precision"
 CALIBRATION_KEY = "owl_calibration"
+#: ``{site: {"threshold", "precision", "recall", "n_pos", "n_neg", "message"}}``, read by ``owlfinder.detect.model``.
+SITE_THRESHOLDS_KEY = "owl_site_thresholds"
+#: A site needs at least this many verified owl clips and as many not-owl clips for its own threshold.
+MIN_SITE_CLIPS = 3
 
 
 @dataclass
@@ -192,3 +204,65 @@ def _jsonable(obj):
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
+
+
+def site_thresholds(sites, y_true, scores, target_precision: float = DEFAULT_TARGET_PRECISION, *,
+                    min_clips: int = MIN_SITE_CLIPS) -> tuple[dict[str, dict], list[str]]:
+    """One threshold per site: the lowest reaching ``target_precision`` on that site's verified clips.
+
+    A site gets a threshold only when it has at least ``min_clips`` owl and ``min_clips`` not-owl clips and
+    the target is reachable there; otherwise the model's own threshold stays in force and a note says why.
+
+    Args:
+        sites: the site of each clip (``None``: unknown, ignored).
+        y_true: 1 for owl, 0 for not owl.
+        scores: the model's owl probability per clip.
+        target_precision: precision to reach at each site.
+        min_clips: least owl and least not-owl clips per site.
+
+    Returns:
+        ``(entries, notes)``: ``entries[site]`` holds ``threshold``, ``precision``, ``recall``, ``n_pos``,
+        ``n_neg``, ``target_precision`` and ``message``; ``notes`` has one line per site left out.
+    """
+    y = np.asarray(y_true).astype(bool).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    sites = list(sites)
+    entries: dict[str, dict] = {}
+    notes: list[str] = []
+    for site in sorted({x for x in sites if x}):
+        idx = np.array([i for i, x in enumerate(sites) if x == site], dtype=np.int64)
+        n_pos, n_neg = int(y[idx].sum()), int(len(idx) - y[idx].sum())
+        if n_pos < min_clips or n_neg < min_clips:
+            notes.append(f"{site}: {n_pos} owl / {n_neg} not-owl verified clips (need {min_clips} of each); "
+                         "the model's threshold stays in force there")
+            continue
+        cal = calibrate_threshold(y[idx], s[idx], target_precision)
+        if not cal.reached:
+            notes.append(f"{site}: precision {target_precision:.2f} is unreachable on its {n_pos} owl / {n_neg} "
+                         "not-owl clips; the model's threshold stays in force there")
+            continue
+        entries[site] = _jsonable({
+            "threshold": cal.threshold, "precision": cal.precision, "recall": cal.recall, "n_pos": n_pos,
+            "n_neg": n_neg, "target_precision": target_precision,
+            "message": f"per-site threshold for {site}: lowest reaching precision {cal.precision:.2f} >= "
+                       f"{target_precision:.2f} on {n_pos} owl / {n_neg} not-owl verified clips from that site "
+                       f"(recall {cal.recall:.2f})",
+        })
+        entries[site]["threshold"] = float(cal.threshold)  # exact, not rounded: see _exact
+    return entries, notes
+
+
+def write_site_thresholds(model_dir: str | os.PathLike, entries: dict[str, dict]) -> dict:
+    """Store per-site thresholds as ``owl_site_thresholds`` in ``model_dir/config.json`` (replacing any)."""
+    from owlfinder.durable import atomic_write_text
+
+    path = Path(model_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no config.json to write the site thresholds into")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if entries:
+        cfg[SITE_THRESHOLDS_KEY] = entries
+    else:
+        cfg.pop(SITE_THRESHOLDS_KEY, None)
+    atomic_write_text(path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return cfg

@@ -4,10 +4,13 @@ Two sources are understood:
 
 - a **dataset store** (:class:`owlfinder.data.store.DatasetStore`: a local folder with ``data/*.parquet`` or a
   Hub dataset id), whose rows carry ``label`` (``[owl, not_owl]``), ``group`` and ``reason``; rows with
-  an unsure verdict are dropped. Its splits are used as they are when it has a ``validation`` split;
+  an unsure verdict are dropped. Its splits are used as they are when it has a ``validation`` split; a
+  clip's group comes from :func:`owlfinder.train.groups.derive_groups` (its ``group``/``source`` column, or
+  the recording in a seed-style file name);
 - **labelled folders**: ``DIR/owl/`` and ``DIR/not_owl/`` (walked recursively, any audio format), every
   file cut into 5 s clips at 16 kHz (short audio filled with its own audio, never zeros). A clip's group
-  is its folder under ``owl/`` or ``not_owl/`` (a file straight inside is its own group).
+  is its folder under ``owl/`` or ``not_owl/``; a file straight inside belongs to the recording its name
+  gives (``<recording>_segment_<n>.wav``, see :mod:`owlfinder.train.groups`), else is its own group.
 
 Clips are held in memory as 16-bit integers (what the store's FLAC holds anyway), about 160 kB per clip.
 Splits are made by group (recording, site or source folder), never by clip: clips from one night share
@@ -27,6 +30,8 @@ import numpy as np
 from owlfinder import audio as _audio
 from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, fit_to_length
 from owlfinder.data.schema import CLIP_S, LABELS, SAMPLE_RATE
+from owlfinder.errors import OwlFinderError
+from owlfinder.train.groups import GroupError, derive_groups, recording_of, store_column
 
 __all__ = [
     "ClipSet",
@@ -42,7 +47,7 @@ __all__ = [
 _SCALE = 32767.0
 
 
-class DataError(Exception):
+class DataError(OwlFinderError):
     """Training data that cannot be used; ``str(err)`` is one line naming the file or folder."""
 
 
@@ -58,6 +63,9 @@ class ClipSet:
         names: a readable name per clip (file and offset), for reports.
         label_names: class names (``["owl", "not_owl"]``).
         sampling_rate: Hz.
+        starts: where each clip starts in its recording, s (``None`` when unknown); time-block splits use it.
+        sources: the recording each clip was cut from (default: its group).
+        weights: per-clip loss weight (default 1; hard negatives with a labelling reason weigh more).
     """
 
     audio: np.ndarray
@@ -67,12 +75,21 @@ class ClipSet:
     names: list[str]
     label_names: list[str] = field(default_factory=lambda: list(LABELS))
     sampling_rate: int = SAMPLE_RATE
+    starts: list[float | None] | None = None
+    sources: list[str] | None = None
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.audio)
         if not (len(self.labels) == len(self.groups) == len(self.reasons) == len(self.names) == n):
             raise ValueError("audio, labels, groups, reasons and names need one entry per clip")
         self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.starts = list(self.starts) if self.starts is not None else [None] * n
+        self.sources = list(self.sources) if self.sources is not None else list(self.groups)
+        self.weights = (np.asarray(self.weights, dtype=np.float32) if self.weights is not None
+                        else np.ones(n, dtype=np.float32))
+        if not len(self.starts) == len(self.sources) == len(self.weights) == n:
+            raise ValueError("starts, sources and weights need one entry per clip")
 
     def __len__(self) -> int:
         return len(self.audio)
@@ -94,7 +111,8 @@ class ClipSet:
         idx = np.asarray(idx, dtype=np.int64)
         return ClipSet(self.audio[idx], self.labels[idx], [self.groups[i] for i in idx],
                        [self.reasons[i] for i in idx], [self.names[i] for i in idx], list(self.label_names),
-                       self.sampling_rate)
+                       self.sampling_rate, [self.starts[i] for i in idx], [self.sources[i] for i in idx],
+                       self.weights[idx])
 
     def counts(self) -> dict[str, int]:
         """Clips per class name."""
@@ -111,7 +129,9 @@ class ClipSet:
             raise ValueError("nothing to concatenate")
         return ClipSet(np.concatenate([s.audio for s in sets]), np.concatenate([s.labels for s in sets]),
                        [g for s in sets for g in s.groups], [r for s in sets for r in s.reasons],
-                       [n for s in sets for n in s.names], list(sets[0].label_names), sets[0].sampling_rate)
+                       [n for s in sets for n in s.names], list(sets[0].label_names), sets[0].sampling_rate,
+                       [t for s in sets for t in s.starts], [r for s in sets for r in s.sources],
+                       np.concatenate([s.weights for s in sets]))
 
 
 def _to_int16(y: np.ndarray) -> np.ndarray:
@@ -141,22 +161,24 @@ def load_folder(path: str | os.PathLike, *, sampling_rate: int = SAMPLE_RATE, cl
     if not files:
         raise DataError(f"{root}: no audio files under owl/ or not_owl/")
     n = int(round(clip_s * sampling_rate))
-    audio, labels, groups, names = [], [], [], []
+    audio, labels, groups, names, starts, sources = [], [], [], [], [], []
     for p, lab, base in tqdm(files, desc="reading clips", unit="file", disable=not progress):
         rel = p.relative_to(base)
-        group = rel.with_suffix("").as_posix() if rel.parent == Path(".") else rel.parent.as_posix()
+        group = recording_of(rel.name) if rel.parent == Path(".") else rel.parent.as_posix()
         try:
             for start, _end, y in clips_from_file(p, sampling_rate, clip_s, min_s=min_s):
                 audio.append(_to_int16(fit_to_length(y, n)))
                 labels.append(lab)
-                groups.append(f"{LABELS[lab]}/{group}")
+                groups.append(group)
                 names.append(f"{p.relative_to(root).as_posix()}@{start:.1f}")
+                starts.append(float(start))
+                sources.append(p.relative_to(root).as_posix())
         except _audio.AudioError as err:
             raise DataError(f"{p}: {err.reason}") from None
     if not audio:
         raise DataError(f"{root}: no clip of at least {min_s:g} s")
     return ClipSet(np.stack(audio), np.array(labels), groups, [None] * len(audio), names,
-                   list(LABELS), sampling_rate)
+                   list(LABELS), sampling_rate, starts, sources)
 
 
 def _decode(blob: dict, sampling_rate: int, n: int, where: str) -> np.ndarray:
@@ -182,7 +204,8 @@ def _decode(blob: dict, sampling_rate: int, n: int, where: str) -> np.ndarray:
 
 def load_store(location: str | os.PathLike, *, splits: Sequence[str] | None = None,
                sampling_rate: int = SAMPLE_RATE, clip_s: float = CLIP_S, token: str | None = None,
-               progress: bool = True) -> dict[str, ClipSet]:
+               progress: bool = True, group_column: str | None = None,
+               group_regex: str | None = None) -> dict[str, ClipSet]:
     """Every split of a dataset store (or only ``splits``) as :class:`ClipSet` objects, unsure rows dropped.
 
     Raises:
@@ -226,10 +249,18 @@ def load_store(location: str | os.PathLike, *, splits: Sequence[str] | None = No
             audio[i] = _to_int16(_decode(blob, sampling_rate, n, where))
             start = cols["start_s"][i]
             names.append(f"{name}@{start:.1f}" if start is not None else str(name))
-        groups = [g or s or f or "?" for g, s, f in zip(cols["group"], cols["source"], cols["filename"],
-                                                        strict=True)]
+        if group_column and group_column not in cols:
+            extra = store_column(store, split, group_column)
+            if extra is not None and len(extra) == len(ds):
+                cols[group_column] = extra
+        try:
+            groups, _how = derive_groups(cols, group_column=group_column, group_regex=group_regex,
+                                         where=f"{location} [{split}]")
+        except GroupError as err:
+            raise DataError(str(err)) from None
+        sources = [s or f or g for s, f, g in zip(cols["source"], cols["filename"], groups, strict=True)]
         out[split] = ClipSet(audio, np.asarray(cols["label"]), groups, list(cols["reason"]), names,
-                             label_names, sampling_rate)
+                             label_names, sampling_rate, list(cols["start_s"]), sources)
     if not out:
         raise DataError(f"{location}: no labelled (owl/not_owl) rows")
     return out
@@ -237,7 +268,8 @@ def load_store(location: str | os.PathLike, *, splits: Sequence[str] | None = No
 
 def load_clip_sets(source: str | os.PathLike, *, sampling_rate: int = SAMPLE_RATE, clip_s: float = CLIP_S,
                    splits: Sequence[str] | None = None, token: str | None = None,
-                   progress: bool = True) -> dict[str, ClipSet]:
+                   progress: bool = True, group_column: str | None = None,
+                   group_regex: str | None = None) -> dict[str, ClipSet]:
     """Clips from labelled folders (one split, ``"all"``) or a dataset store (its splits).
 
     Raises:
@@ -245,11 +277,14 @@ def load_clip_sets(source: str | os.PathLike, *, sampling_rate: int = SAMPLE_RAT
     """
     p = Path(os.fspath(source)).expanduser()
     if is_labelled_folder(p):
+        if group_column or group_regex:
+            raise DataError(f"{p}: --group_column/--group_regex apply to datasets; in labelled folders a clip's "
+                            "group is its subfolder (or, straight inside, its <recording>_segment_<n> name)")
         return {"all": load_folder(p, sampling_rate=sampling_rate, clip_s=clip_s, progress=progress)}
     if p.exists() and not (p / "data").is_dir():
         raise DataError(f"{p}: neither a dataset store (data/*.parquet) nor labelled folders (owl/, not_owl/)")
     return load_store(source, splits=splits, sampling_rate=sampling_rate, clip_s=clip_s, token=token,
-                      progress=progress)
+                      progress=progress, group_column=group_column, group_regex=group_regex)
 
 
 def split_by_group(groups: Sequence[str], labels: Sequence[int], fraction: float = 0.2,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import re
+import shlex
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -19,9 +21,56 @@ __all__ = [
     "SHARED_DATA_CREDITS",
     "SHARED_DATA_PREFIXES",
     "credits_for_groups",
+    "redact_secrets",
     "render_model_card",
     "replace_evaluation_block",
+    "reproduce_command",
+    "secrets_in_env",
 ]
+
+#: Anything shaped like a Hugging Face token (user access tokens start ``hf_``).
+TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{8,}")
+#: Command-line options whose value is a secret.
+SECRET_OPTIONS = ("--token", "--hub_token", "--use_auth_token", "--hf_token")
+
+
+def secrets_in_env() -> list[str]:
+    """Hub tokens set in the environment (``HF_TOKEN``, ``HUGGING_FACE_HUB_TOKEN``)."""
+    return [v for v in (os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")) if v]
+
+
+def redact_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with the given secrets, the environment's Hub tokens and anything shaped ``hf_...`` masked."""
+    for secret in sorted({s for s in [*secrets, *secrets_in_env()] if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return TOKEN_RE.sub("***", text)
+
+
+def reproduce_command(argv: Sequence[str], secrets: Iterable[str | None] = (),
+                      script: str = "python scripts/train.py") -> str:
+    """The command line for the card's Reproduce section, with every secret shown as ``***``.
+
+    ``--token X`` / ``--token=X`` (and ``--hub_token``) keep the option and lose the value, so the line still
+    says a token is needed.
+    """
+    out: list[str] = []
+    hide_next = False
+    for a in argv:
+        if hide_next:
+            out.append("***")
+            hide_next = False
+            continue
+        opt = a.split("=", 1)[0]
+        if opt in SECRET_OPTIONS:
+            if "=" in a:
+                out.append(f"{opt}=***")
+            else:
+                out.append(a)
+                hide_next = True
+            continue
+        out.append(a)
+    return redact_secrets(" ".join([script, *(shlex.quote(a) if a != "***" and not a.endswith("=***") else a
+                                              for a in out)]), secrets)
 
 EVAL_BEGIN = "<!-- owlfinder:evaluation:begin -->"
 EVAL_END = "<!-- owlfinder:evaluation:end -->"
@@ -213,7 +262,7 @@ precision twice as much as recall. Average precision summarises the whole precis
         md += f"\n## Reproduce\n\n```bash\n{reproduce.strip()}\n```\n"
     if credits:
         md += f"\n## Credits\n\n{credits.strip()}\n"
-    return md
+    return redact_secrets(md)  # a card is published: no token, wherever it came from
 
 
 def replace_evaluation_block(card_path: str | os.PathLike, evaluation_md: str) -> bool:

@@ -22,30 +22,33 @@ import json
 import math
 import os
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from owlfinder.audio import resample
 from owlfinder.data.schema import LABELS, SAMPLE_RATE
+from owlfinder.errors import OwlFinderError
 from owlfinder.evaluation.metrics import binary_metrics
 from owlfinder.train.augment import AugmentConfig, Augmenter
 from owlfinder.train.calibration import Calibration, calibrate_threshold, calibration_config
 from owlfinder.train.clipsets import ClipSet
+from owlfinder.train.distributed import BalancedSampler, TimeBudgetCallback, broadcast_flag
 
 __all__ = [
     "CHECKPOINT_PREFIX",
     "NAMED_CONFIGS",
     "AudioCollator",
+    "BalancedSampler",
     "ClipDataset",
     "OwlTrainer",
     "TimeBudgetCallback",
     "TrainingError",
+    "broadcast_flag",
     "build_model",
     "check_output_dir",
     "class_weights",
@@ -57,7 +60,7 @@ __all__ = [
 CHECKPOINT_PREFIX = "checkpoint-"
 
 
-class TrainingError(Exception):
+class TrainingError(OwlFinderError):
     """A training run that cannot start or finish; ``str(err)`` is one line."""
 
 
@@ -315,7 +318,7 @@ class ClipDataset(torch.utils.data.Dataset):
                     self.augmenter.rng = np.random.default_rng([info.seed % 2**32, info.id])
                 self._worker_seeded = True
             y = self.augmenter(y, label == self.clips.positive_index)
-        return {"audio": y, "label": label}
+        return {"audio": y, "label": label, "weight": float(self.clips.weights[int(i)])}
 
 
 @dataclass
@@ -349,6 +352,8 @@ class AudioCollator:
         batch = self.feature_extractor(waves, sampling_rate=self.model_rate, return_tensors="pt")
         out = {k: v for k, v in batch.items() if k in self.input_names and isinstance(v, torch.Tensor)}
         out["labels"] = torch.tensor([int(f["label"]) for f in features], dtype=torch.long)
+        if any("weight" in f for f in features):  # per-clip loss weights (hard negatives), see OwlTrainer
+            out["sample_weight"] = torch.tensor([float(f.get("weight", 1.0)) for f in features], dtype=torch.float32)
         return out
 
 
@@ -384,30 +389,38 @@ class OwlTrainer(Trainer):
         self.balance = balance
         self.class_weights = class_weights
         self.card_writer = card_writer
+        # Our losses are per-batch means (the models' own, or the weighted one below), never sums over
+        # num_items_in_batch; left True (models taking **kwargs), Trainer multiplies them by the number of
+        # processes, so N processes would train at N times the learning rate.
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.balance != "loss" or self.class_weights is None or "labels" not in inputs:
+        inputs = dict(inputs)
+        sample_weight = inputs.pop("sample_weight", None)
+        uniform = sample_weight is None or bool(torch.all(sample_weight == 1))
+        use_cw = self.balance == "loss" and self.class_weights is not None
+        if (not use_cw and uniform) or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
-        inputs = dict(inputs)
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
-        loss = torch.nn.functional.cross_entropy(logits.float(), labels.to(logits.device),
-                                                 weight=self.class_weights.to(logits.device))
+        labels = labels.to(logits.device)
+        # Weighted mean: class weight times clip weight (hard negatives weigh more), as cross_entropy's
+        # own weighted mean does for class weights alone.
+        w = (self.class_weights.to(logits.device)[labels] if use_cw
+             else torch.ones(len(labels), device=logits.device))
+        if sample_weight is not None:
+            w = w * sample_weight.to(logits.device)
+        per = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        loss = (per * w).sum() / w.sum().clamp_min(1e-12)
         return (loss, outputs) if return_outputs else loss
 
     def _get_train_sampler(self, train_dataset=None):
         ds = train_dataset if train_dataset is not None else self.train_dataset
-        if self.balance == "sampler" and isinstance(ds, ClipDataset) and self.args.world_size <= 1:
-            labels = ds.clips.labels
-            counts = np.bincount(labels)
-            weights = 1.0 / counts[labels]
-            gen = torch.Generator()
-            gen.manual_seed(self.args.seed)
-            return torch.utils.data.WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
-                                                          num_samples=len(labels), replacement=True,
-                                                          generator=gen)
+        if self.balance == "sampler" and isinstance(ds, ClipDataset):
+            # The same sequence in every process; accelerate gives each process its share of the batches.
+            return BalancedSampler(ds.clips.labels, seed=self.args.seed)
         return super()._get_train_sampler(train_dataset)
 
     def create_model_card(self, *args, **kwargs) -> None:
@@ -415,27 +428,6 @@ class OwlTrainer(Trainer):
             return super().create_model_card(*args, **kwargs)
         if self.is_world_process_zero():
             self.card_writer(self.args.output_dir)
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """Stops training once ``budget_s`` seconds of this run have passed, evaluating and saving first."""
-
-    def __init__(self, budget_s: float):
-        self.budget_s = float(budget_s)
-        self.t0: float | None = None
-        self.fired = False
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.t0 is not None and not self.fired and time.monotonic() - self.t0 >= self.budget_s:
-            self.fired = True
-            control.should_training_stop = True
-            control.should_save = True
-            if str(getattr(args.eval_strategy, "value", args.eval_strategy)) != "no":
-                control.should_evaluate = True
-        return control
 
 
 # --------------------------------------------------------------------------------------- after training

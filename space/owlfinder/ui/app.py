@@ -22,8 +22,9 @@ from typing import Any
 import gradio as gr
 from gradio.data_classes import FileData
 
+from owlfinder.ui.callbacks import gr_error
 from owlfinder.ui.config import AppConfig
-from owlfinder.ui.detect_service import DetectService, ServiceError, public_error
+from owlfinder.ui.detect_service import DetectService, ServiceError
 from owlfinder.ui.detect_tab import build_detect_tab
 
 __all__ = ["CSS", "build_app", "launch_kwargs", "main", "open_label_queue"]
@@ -92,11 +93,8 @@ def _add_api(service: DetectService) -> None:
         try:
             path, name = _file_arg(audio)
             return service.detect_json(path, name, threshold)
-        except ServiceError as err:
-            raise gr.Error(str(err), print_exception=False) from None
         except Exception as err:
-            log.exception("/detect failed")
-            raise gr.Error(f"Something went wrong ({public_error(err)})", print_exception=False) from None
+            raise gr_error(err, "/detect") from None
 
     def model_info() -> dict:
         """The model, its calibrated threshold and the scan settings."""
@@ -180,7 +178,7 @@ def build_app(cfg: AppConfig | None = None, queue: Any | None = None, *,
                     with gr.Tab("Label", id="label"):
                         build_label_tab(cfg, service.queue)
             with gr.Tab("Use from Python", id="api"):
-                where = os.environ.get("SPACE_ID") or f"http://127.0.0.1:{cfg.server_port}/"
+                where = cfg.space_id or f"http://127.0.0.1:{cfg.server_port}/"
                 gr.Markdown(_API_HELP.format(where=where))
         _add_api(service)
     demo.queue(default_concurrency_limit=cfg.concurrency, max_size=cfg.queue_size)

@@ -1,6 +1,8 @@
 """The Space's settings, read once from the environment into a frozen :class:`AppConfig`.
 
-Every setting has a default that works on a free CPU Space; see :data:`ENV_VARS` for the variables.
+Every setting has a default that works on a free CPU Space; see :data:`ENV_VARS` for the variables. This is
+the only place the Space reads its settings from the environment: the tabs, the labelling gate, the Hub push
+and the ZeroGPU switch take them from the :class:`AppConfig` (secrets are kept out of its ``repr``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from owlfinder.errors import OwlFinderError
+from owlfinder.ui.zerogpu import on_zero_gpu
 
 __all__ = ["ENV_VARS", "AppConfig", "ConfigError", "parse_size"]
 
@@ -35,6 +40,14 @@ ENV_VARS: dict[str, str] = {
     "OWL_GPU_SLICE_S": "ZeroGPU: seconds of audio per GPU call (default 3600)",
     "OWL_GPU_MAX_S": "ZeroGPU: longest GPU call asked for, in seconds (default 120)",
     "OWL_GPU_RTF": "ZeroGPU: assumed seconds of audio scanned per GPU second (default 150)",
+    "OWL_DATASET": "Hub dataset owner/name the labels are pushed to (needs HF_TOKEN)",
+    "HF_TOKEN": "Hub token for OWL_DATASET; never logged or shown",
+    "OWL_SYNC_EVERY_S": "seconds between pushes of new labels to OWL_DATASET (default 300)",
+    "OWL_LABELLERS": "who may label: HF usernames and org:NAME entries, comma-separated (unset: anyone)",
+    "OWL_LABEL_TOKEN": "shared labelling key (X-Owl-Label-Token header or the key box); gates labelling",
+    "SPACE_ID": "set by Hugging Face Spaces: owner/name of this Space (shows the sign-in button and the API "
+                "example's address)",
+    "SPACES_ZERO_GPU": "set by Hugging Face on ZeroGPU Spaces: scan in GPU-sized slices",
     "GRADIO_SERVER_NAME": "address to listen on (default 127.0.0.1; Spaces set 0.0.0.0)",
     "GRADIO_SERVER_PORT": "port (default 7860)",
     "GRADIO_ANALYTICS_ENABLED": "left False by the Space unless set",
@@ -45,7 +58,7 @@ _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6,
           "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
 
 
-class ConfigError(ValueError):
+class ConfigError(OwlFinderError, ValueError):
     """A bad environment setting; ``str(err)`` names the variable."""
 
 
@@ -117,6 +130,13 @@ class AppConfig:
         gpu_rtf: ZeroGPU: assumed seconds of audio scanned per GPU second.
         server_name: address to listen on.
         server_port: port.
+        dataset: Hub dataset (owner/name) the labels are pushed to, or ``None``.
+        hf_token: Hub token for ``dataset`` (never in the ``repr``, logs or pages).
+        sync_every_s: seconds between pushes of new labels to ``dataset``.
+        labellers: who may label (``OWL_LABELLERS`` text), ``None``: anyone.
+        label_token: the shared labelling key, or ``None`` (never in the ``repr``).
+        space_id: ``owner/name`` when running on Hugging Face Spaces, else ``None``.
+        zero_gpu: whether this is a ZeroGPU Space (scans run in GPU-sized slices).
     """
 
     model: str | None = None
@@ -141,6 +161,13 @@ class AppConfig:
     gpu_rtf: float = 150.0
     server_name: str = "127.0.0.1"
     server_port: int = 7860
+    dataset: str | None = None
+    hf_token: str | None = field(default=None, repr=False)
+    sync_every_s: float = 300.0
+    labellers: str | None = None
+    label_token: str | None = field(default=None, repr=False)
+    space_id: str | None = None
+    zero_gpu: bool = False
 
     @property
     def max_duration_s(self) -> float:
@@ -193,6 +220,13 @@ class AppConfig:
             gpu_rtf=_num(env, "OWL_GPU_RTF", 150.0, low=1),
             server_name=_get(env, "GRADIO_SERVER_NAME") or "127.0.0.1",
             server_port=_num(env, "GRADIO_SERVER_PORT", 7860, int, low=1, high=65535),
+            dataset=_get(env, "OWL_DATASET"),
+            hf_token=_get(env, "HF_TOKEN"),
+            sync_every_s=_num(env, "OWL_SYNC_EVERY_S", 300.0, low=0.1),
+            labellers=_get(env, "OWL_LABELLERS"),
+            label_token=_get(env, "OWL_LABEL_TOKEN"),
+            space_id=_get(env, "SPACE_ID"),
+            zero_gpu=on_zero_gpu(env),
         )
         if tmp:
             kwargs["tmp_dir"] = Path(tmp).expanduser()

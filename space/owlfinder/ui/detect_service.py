@@ -20,7 +20,7 @@ that reaches the queue just after the first one took it.
 
 Limits: ``max_upload_bytes`` (gradio refuses larger uploads; the service checks again), ``max_hours`` (from
 the header, before any decoding) and ``max_request_s`` (checked between batches while scanning). Messages
-never hold a server path: :func:`public_error` scrubs them.
+never hold a server path: :func:`owlfinder.errors.scrub_paths` cuts them to file names.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ import soundfile as sf
 
 from owlfinder import audio
 from owlfinder.audio import AudioError, AudioInfo
-from owlfinder.detect.engine import Detection, DetectionParams, iter_detect
+from owlfinder.detect.detection import Detection, DetectionParams
+from owlfinder.detect.engine import DetectionBuilder, iter_detect
 from owlfinder.detect.exports import FORMATS, SUFFIXES, write_detection
 from owlfinder.detect.model import ModelError, OwlClassifier, load_classifier
+from owlfinder.errors import OwlFinderError, public_message, scrub_paths
 from owlfinder.timestamps import parse_recording_start
 from owlfinder.ui import plots
 from owlfinder.ui import zerogpu as gpu
@@ -83,7 +85,7 @@ _RUN_RE = re.compile(r"^run-(\d+)-([0-9a-f]{12})-[0-9a-f]{32}$")
 Progress = Callable[[float, str], None]
 
 
-class ServiceError(Exception):
+class ServiceError(OwlFinderError):
     """A problem to show a person: ``str(err)`` is one line naming the file and what is wrong."""
 
 
@@ -112,15 +114,8 @@ def _scrub(reason: str, path: Path, display_name: str) -> str:
     return reason
 
 
-def scrub_paths(text: str) -> str:
-    """``text`` on one line, every absolute path in it cut down to its last component (no server folders)."""
-    return re.sub(r"(?<![\w.:/])/(?:[^\s/'\"`]+/)+([^\s/'\"`]*)", r"\1", " ".join(str(text).split()))
-
-
-def public_error(err: BaseException) -> str:
-    """One line for an unexpected error, safe to show anyone: its type and message, without server paths."""
-    text = scrub_paths(str(err))
-    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+#: One line for an unexpected error, safe to show anyone (see :func:`owlfinder.errors.public_message`).
+public_error = public_message
 
 
 def _file_id(path: str | os.PathLike) -> tuple[int, int] | None:
@@ -185,6 +180,8 @@ class Upload:
     source: str
     dir: Path
     taken: tuple[int, int] | None = None
+    #: Why the last scan used its threshold (a per-site threshold, the model's, or set by hand).
+    threshold_note: str = ""
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -237,7 +234,7 @@ class EventView:
 
 
 def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: int | None = None,
-                     queue_note: str = "") -> str:
+                     queue_note: str = "", threshold_note: str = "") -> str:
     """The one-paragraph summary above the results."""
     n = len(det.events)
     scanned = float(det.ends_s[-1]) if len(det.ends_s) else 0.0
@@ -250,6 +247,8 @@ def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: i
     best = f", best score {det.max_score:.2f}" if len(det.scores) else ""
     lines = [head, f"**{n} event{'s' * (n != 1)}** above threshold {det.threshold:.2f} "
                    f"in {len(det.scores)} windows{best}."]
+    if threshold_note:
+        lines.append(f"Threshold {det.threshold:.2f}: {threshold_note}.")
     if n:
         lines.append("Pick an event in the table to hear it and see its spectrogram.")
     total = det.timings_s.get("total") if det.timings_s else None
@@ -262,24 +261,6 @@ def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: i
     return "  \n".join(lines)
 
 
-# ------------------------------------------------------------------------------------ ZeroGPU slices
-
-#: Classifiers by key, so a forked ZeroGPU worker finds the model without pickling it.
-_CLASSIFIERS: dict[str, OwlClassifier] = {}
-
-
-def _slice_duration(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
-                    info: AudioInfo, rtf: float, max_s: float) -> int:
-    return gpu.gpu_seconds(audio_s, rtf=rtf, max_s=max_s)
-
-
-@gpu.gpu_task(duration=_slice_duration)
-def _scan_slice(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
-                info: AudioInfo, rtf: float, max_s: float) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """One GPU call: score the windows ``[k0, k1)`` of a recording (see :func:`owlfinder.ui.zerogpu.scan_range`)."""
-    yield from gpu.scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
-
-
 # ----------------------------------------------------------------------------------------- service
 
 
@@ -290,7 +271,7 @@ class DetectService:
         cfg: the settings.
         queue: the labelling queue (:class:`owlfinder.labelling.queue.LabelQueue`), or ``None``.
         classifier: an already loaded classifier (default: load ``cfg.model`` on ``cfg.device``).
-        sliced: scan in GPU-sized slices (default: only on ZeroGPU).
+        sliced: scan in GPU-sized slices (default: ``cfg.zero_gpu``, only on ZeroGPU).
         upload_root: where uploads arrive (gradio's upload folder); a path outside it is refused, so no
             request can make the service take (and remove) any other file.
 
@@ -314,9 +295,9 @@ class DetectService:
         self.upload_refs: Callable[[str], int] | None = None
         self.recent_s = 15.0
         self.clf = classifier or load_classifier(cfg.model, device=cfg.device)
-        self.sliced = gpu.on_zero_gpu() if sliced is None else sliced
+        self.sliced = cfg.zero_gpu if sliced is None else sliced
         self._key = uuid.uuid4().hex
-        _CLASSIFIERS[self._key] = self.clf
+        gpu.register_classifier(self._key, self.clf)
         self._queue_lock = threading.Lock()
         self.scratch = Path(cfg.tmp_dir)
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -346,7 +327,8 @@ class DetectService:
                 "threshold": round(c.threshold, 6), "sampling_rate": c.sampling_rate, "window_s": c.window_s,
                 "hop_s": self.cfg.hop_s, "device": str(c.device), "batch_size": self.batch_size,
                 "zero_gpu_slices": self.sliced, "max_hours": self.cfg.max_hours,
-                "max_upload_bytes": self.cfg.max_upload_bytes, "formats": list(DOWNLOAD_FORMATS)}
+                "max_upload_bytes": self.cfg.max_upload_bytes, "formats": list(DOWNLOAD_FORMATS),
+                "site_thresholds": {k: round(float(v["threshold"]), 6) for k, v in c.site_thresholds.items()}}
 
     # ------------------------------------------------------------------------------------ files
 
@@ -511,6 +493,11 @@ class DetectService:
                 ``cfg.max_request_s``.
         """
         params = self.params(threshold)
+        if threshold is None:  # the recording's site may have its own threshold (A2O names name the site)
+            thr, upload.threshold_note = self.clf.threshold_for(upload.display_name)
+            params = replace(params, threshold=thr)
+        else:
+            upload.threshold_note = "set by hand"
         total = upload.info.duration_s
         last = -math.inf
         limit = self.cfg.max_request_s
@@ -570,34 +557,20 @@ class DetectService:
                      ) -> Iterator[Detection]:
         """The engine's scan as a series of GPU calls over slices of the window grid."""
         clf, info = self.clf, upload.info
-        sr, win = clf.sampling_rate, clf.window_samples
-        threshold = clf.threshold if params.threshold is None else float(params.threshold)
+        sr = clf.sampling_rate
         slice_s = gpu.slice_seconds(self.cfg.gpu_rtf, max_s=self.cfg.gpu_max_s, cap_s=self.cfg.gpu_slice_s)
         plan = gpu.plan_slices(info.duration_s, slice_s, params.hop_s, clf.window_s)
-        starts: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
+        built = DetectionBuilder(str(upload.path), clf, params, info, recorded_at=None)
         t0 = time.perf_counter()
-        reached = 0
 
         def result(status: str) -> Detection:
-            st = np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64)
-            sc = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-            total = reached if status == "complete" else max(reached, int(info.duration_s * sr))
-            det = Detection(
-                file=str(upload.path), duration_s=(reached if status == "complete" else total) / sr,
-                sample_rate=info.sample_rate, model=clf.name, threshold=threshold, window_s=clf.window_s,
-                hop_s=params.hop_s, gap_s=params.gap_s, min_duration_s=params.min_duration_s, recorded_at=None,
-                starts_s=st / sr, ends_s=np.minimum(st + win, max(total, 1)) / sr, scores=sc, events=[],
-                status=status, model_fingerprint=clf.fingerprint,
-                timings_s={"total": time.perf_counter() - t0, "slices": float(len(plan))})
-            return det.rethreshold(threshold)
+            return built.result(status, timings={"total": time.perf_counter() - t0, "slices": float(len(plan))})
 
         for k0, k1 in plan:
             audio_s = ((k1 if k1 is not None else info.duration_s / params.hop_s) - k0) * params.hop_s
-            for st, sc, reached in _scan_slice(self._key, str(upload.path), params, k0, k1, audio_s, info,
-                                               self.cfg.gpu_rtf, self.cfg.gpu_max_s):
-                starts.append(st)
-                scores.append(sc)
+            for st, sc, reached in gpu.scan_slice(self._key, str(upload.path), params, k0, k1, audio_s, info,
+                                                  self.cfg.gpu_rtf, self.cfg.gpu_max_s):
+                built.add(st, sc, reached)
                 report(min(reached / sr, info.duration_s), info.duration_s)
                 in_time(min(reached / sr, info.duration_s))
                 if due():
@@ -617,7 +590,8 @@ class DetectService:
             rows=plots.event_rows(det),
             summary=summary_markdown(det, upload.display_name, done=done,
                                      queued=session.queued if session else None,
-                                     queue_note=session.queue_note if session else ""),
+                                     queue_note=session.queue_note if session else "",
+                                     threshold_note=upload.threshold_note),
             downloads=(session.downloads or None) if (done and session is not None) else None,
             done=done,
         )
@@ -644,6 +618,8 @@ class DetectService:
             session.close()
         if not reuse:
             upload = self.open_upload(src, display_name)
+        if threshold is not None and abs(float(threshold) - round(self.clf.threshold, 3)) < 5e-4:
+            threshold = None  # the slider at the model's value: let the recording's site choose
         session = Session(upload=upload)
         det = None
         try:
@@ -669,6 +645,7 @@ class DetectService:
         if threshold is None or abs(threshold - session.detection.threshold) < 1e-9:
             return session, self.view(session.detection, session.upload, done=True, session=session)
         session.detection = session.detection.rethreshold(threshold)
+        session.upload.threshold_note = "set by hand"
         session.selected = None
         session.downloads = self._export(session)
         return session, self.view(session.detection, session.upload, done=True, session=session)
@@ -759,7 +736,7 @@ class DetectService:
                 pass
             assert det is not None
             self._add_to_queue(det, upload)
-            return det.to_dict()
+            return {**det.to_dict(), "threshold_note": upload.threshold_note}
         finally:
             if upload is not None:
                 upload.close()

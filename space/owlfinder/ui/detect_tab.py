@@ -1,7 +1,7 @@
 """The Detect tab: upload, threshold, a live score timeline, the events table, event playback, downloads.
 
-Callbacks only call :class:`~owlfinder.ui.detect_service.DetectService` and turn its
-:class:`~owlfinder.ui.detect_service.ServiceError` into a one-line :class:`gradio.Error`.
+Callbacks only call :class:`~owlfinder.ui.detect_service.DetectService`; :func:`owlfinder.ui.callbacks.user_errors`
+turns its errors into a one-line :class:`gradio.Error`.
 
 Event endpoints (undocumented in the API page; the documented API is ``/detect``): ``detect_ui`` (the
 streaming run), ``rethreshold`` and ``play_event``.
@@ -9,27 +9,20 @@ streaming run), ``rethreshold`` and ``play_event``.
 
 from __future__ import annotations
 
-import functools
-import inspect
-import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
+from owlfinder.ui.callbacks import user_errors
 from owlfinder.ui.detect_service import (
     DOWNLOAD_FORMATS,
     UPLOAD_SUFFIXES,
     DetectService,
-    ServiceError,
     Session,
-    public_error,
 )
 from owlfinder.ui.plots import EVENT_COLUMNS, timeline_figure
 
 __all__ = ["build_detect_tab", "user_errors"]
-
-log = logging.getLogger(__name__)
 
 _INTRO = """Upload a recording (WAV, FLAC, MP3, OGG or M4A, up to {hours:g} h and {size}), then press
 **Find owls**. The timeline grows while the file is scanned; pick an event in the table to hear it with
@@ -39,37 +32,6 @@ saved scores without scanning again."""
 _PICK = "Pick an event in the table to hear it."
 #: Download button labels, in the order of DOWNLOAD_FORMATS (json, csv, raven, audacity).
 DOWNLOAD_LABELS = ("JSON", "CSV", "Raven", "Audacity")
-
-
-def user_errors(fn: Callable) -> Callable:
-    """Wrap a callback so that every failure reaches the page as a one-line :class:`gradio.Error`."""
-
-    def message(err: Exception) -> str:
-        if isinstance(err, ServiceError):
-            return str(err)
-        log.exception("callback %s failed", fn.__name__)
-        return f"Something went wrong ({public_error(err)})"
-
-    if inspect.isgeneratorfunction(fn):
-        @functools.wraps(fn)
-        def gen_wrapper(*args, **kwargs):
-            try:
-                yield from fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except Exception as err:
-                raise gr.Error(message(err), print_exception=False) from None
-        return gen_wrapper
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as err:
-            raise gr.Error(message(err), print_exception=False) from None
-    return wrapper
 
 
 def _buttons(paths: list[str] | None) -> list:
@@ -96,7 +58,9 @@ def build_detect_tab(service: DetectService) -> dict[str, gr.components.Componen
             upload = gr.File(label="Recording", file_types=list(UPLOAD_SUFFIXES), type="filepath",
                              elem_id="owl-upload", height=140)
             threshold = gr.Slider(0.0, 1.0, value=round(clf.threshold, 3), step=0.001, label="Threshold",
-                                  info=f"This model's calibrated threshold is {clf.threshold:.2f}.",
+                                  info=f"This model's calibrated threshold is {clf.threshold:.2f}"
+                                       + (f"; at this value, recordings from {len(clf.site_thresholds)} site(s) "
+                                          "use their own" if clf.site_thresholds else "") + ".",
                                   elem_id="owl-threshold", buttons=["reset"])
             run = gr.Button("Find owls", variant="primary", elem_id="owl-run")
             progress_box = gr.Markdown("", elem_id="owl-progress", min_height=8)

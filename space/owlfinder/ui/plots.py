@@ -1,6 +1,6 @@
 """Pictures and tables for the Space: the score timeline, the events table and event spectrograms.
 
-Pure functions of a :class:`~owlfinder.detect.engine.Detection` (or an array of audio); nothing here imports gradio.
+Pure functions of a :class:`~owlfinder.detect.detection.Detection` (or an array of audio); nothing here imports gradio.
 Times shown to people are ``hh:mm:ss`` from the start of the recording and, when the file name gives the
 recording's start (A2O ``20210603T200000+1000_Site.flac``, AudioMoth ``20240101_203000.WAV``), wall-clock
 times too.
@@ -9,24 +9,25 @@ times too.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
-from owlfinder.detect.engine import Detection
+from owlfinder.detect.detection import Detection
+from owlfinder.timestamps import fmt_hms, recording_start, utc_offset_label, wall_clock
 
 __all__ = [
     "EVENT_COLUMNS",
     "decimate_max",
     "event_rows",
-    "fmt_hms",
-    "recording_start",
+    "fmt_hms",  # from owlfinder.timestamps
+    "recording_start",  # from owlfinder.timestamps
     "spectrogram",
     "spectrogram_png",
     "timeline_figure",
-    "wall_clock",
+    "wall_clock",  # from owlfinder.timestamps
 ]
 
 #: Columns of the events table; the first (event number) is what a row selection is resolved by.
@@ -41,54 +42,6 @@ PENDING_COLOR = "rgba(120, 120, 120, 0.10)"
 #: The timeline draws at most this many points; longer score series are max-pooled (peaks survive).
 MAX_POINTS = 5000
 _EPOCH = datetime(1970, 1, 1)
-
-
-def fmt_hms(seconds: float, decimals: int = 0) -> str:
-    """``hh:mm:ss`` (``hh:mm:ss.s`` with ``decimals=1``) for a non-negative number of seconds.
-
-    Hours are not wrapped at 24 (``25:00:00``); negative values are clamped to zero.
-    """
-    seconds = max(0.0, float(seconds))
-    scale = 10**decimals
-    total = int(round(seconds * scale))
-    whole, frac = divmod(total, scale)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    text = f"{h:02d}:{m:02d}:{s:02d}"
-    return f"{text}.{frac:0{decimals}d}" if decimals else text
-
-
-def recording_start(recorded_at: str | None) -> datetime | None:
-    """The recording's start from a Detection's ``recorded_at`` (ISO 8601), or ``None``."""
-    if not recorded_at:
-        return None
-    try:
-        return datetime.fromisoformat(recorded_at)
-    except ValueError:
-        return None
-
-
-def wall_clock(recorded_at: str | None, seconds: float, with_date: bool = False) -> str:
-    """Wall-clock ``HH:MM:SS`` (``YYYY-MM-DD HH:MM:SS`` with ``with_date``) ``seconds`` into a recording.
-
-    Returns ``""`` when the recording's start is unknown. The time is local to the recorder (the file
-    name's UTC offset is kept, not converted).
-    """
-    start = recording_start(recorded_at)
-    if start is None:
-        return ""
-    t = start + timedelta(seconds=float(seconds))
-    return t.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
-
-
-def _utc_offset(recorded_at: str | None) -> str:
-    start = recording_start(recorded_at)
-    off = start.utcoffset() if start is not None else None
-    if off is None:
-        return ""
-    minutes = int(off.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def decimate_max(y: np.ndarray, max_points: int = MAX_POINTS) -> np.ndarray:
@@ -204,7 +157,7 @@ def timeline_figure(det: Detection | None, *, selected: int | None = None, heigh
         s0, s1 = _axis_times([max(0.0, ev.start_s - pad), ev.end_s + pad], start)
         shapes.append(dict(type="rect", xref="x", yref="paper", x0=s0, x1=s1, y0=0, y1=1,
                            fillcolor=SELECTED_COLOR, line=dict(color="#2e86c1", width=2.5)))
-    offset = _utc_offset(det.recorded_at)
+    offset = utc_offset_label(det.recorded_at)
     x_title = (f"wall-clock time{f' ({offset})' if offset else ''}, from the file name" if start is not None
                else "time into the recording (hh:mm:ss)")
     fig.update_layout(**layout, shapes=shapes,

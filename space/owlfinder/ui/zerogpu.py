@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
     from owlfinder.audio import AudioInfo
-    from owlfinder.detect.engine import DetectionParams
+    from owlfinder.detect.detection import DetectionParams
     from owlfinder.detect.model import OwlClassifier
 
 __all__ = [
@@ -36,13 +36,16 @@ __all__ = [
     "gpu_task",
     "on_zero_gpu",
     "plan_slices",
+    "register_classifier",
     "scan_range",
+    "scan_slice",
     "slice_seconds",
 ]
 
 
-def on_zero_gpu(environ: dict | None = None) -> bool:
-    """True on a ZeroGPU Space (``SPACES_ZERO_GPU`` set to a true value)."""
+def on_zero_gpu(environ: Mapping[str, str] | None = None) -> bool:
+    """True on a ZeroGPU Space (``SPACES_ZERO_GPU`` set to a true value); the app reads it once, into
+    :attr:`owlfinder.ui.config.AppConfig.zero_gpu`."""
     env = os.environ if environ is None else environ
     return str(env.get("SPACES_ZERO_GPU", "")).strip().lower() in ("1", "t", "true")
 
@@ -105,53 +108,39 @@ def plan_slices(duration_s: float, slice_s: float, hop_s: float, window_s: float
     return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False)] + [(bounds[-1], None)]
 
 
+#: Classifiers by key, so a forked ZeroGPU worker finds the model without pickling it.
+_CLASSIFIERS: dict[str, OwlClassifier] = {}
+
+
+def register_classifier(key: str, clf: OwlClassifier) -> None:
+    """Make ``clf`` known to :func:`scan_slice` under ``key`` (before any GPU call, so a forked worker has it)."""
+    _CLASSIFIERS[key] = clf
+
+
 def scan_range(path: str, clf: OwlClassifier, params: DetectionParams, k0: int, k1: int | None,
                info: AudioInfo | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """Score the windows ``k0 <= k < k1`` of the engine's grid (``k1=None``: to the end of the file).
 
-    Decodes only the audio those windows need (plus a second of margin) and gives exactly the windows the
-    engine would for the same indices, including the final end-aligned window in the last slice.
+    The engine's :func:`~owlfinder.detect.engine.scan_windows` with a window range: it decodes only the audio
+    those windows need and gives exactly the windows a whole-file scan gives for the same indices.
 
     Yields:
         ``(start_samples, scores, n_samples)`` per batch: window starts in samples at the model's rate from
         the start of the file, owl scores, and the sample (from the start of the file) decoding reached.
     """
-    from owlfinder import audio
-    from owlfinder.detect.windows import frame_stream
+    from owlfinder.detect.engine import scan_windows
 
-    sr = clf.sampling_rate
-    win = clf.window_samples
-    hop = max(1, int(round(params.hop_s * sr)))
-    a = k0 * hop
-    end_s = None if k1 is None else ((k1 - 1) * hop + win) / sr + 1.0
-    reached = a
-    batch: list[np.ndarray] = []
-    starts: list[int] = []
+    yield from scan_windows(path, clf, params, window_range=(k0, k1), info=info)
 
-    def counted(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-        nonlocal reached
-        for block in blocks:
-            reached += len(block)
-            yield block
 
-    def flush() -> tuple[np.ndarray, np.ndarray, int]:
-        scores = clf.score(np.stack(batch))
-        out = (np.array(starts, dtype=np.int64), np.asarray(scores, dtype=np.float32), reached)
-        batch.clear()
-        starts.clear()
-        return out
+def _slice_duration(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
+                    info: AudioInfo, rtf: float, max_s: float) -> int:
+    return gpu_seconds(audio_s, rtf=rtf, max_s=max_s)
 
-    extra = {}
-    quality = getattr(params, "resample_quality", None)  # newer engines choose the resampler's quality
-    if quality:
-        extra["quality"] = quality
-    blocks = audio.stream(path, sr, block_s=params.block_s, start_s=a / sr, end_s=end_s, info=info, **extra)
-    for rel, window in frame_stream(counted(blocks), win, hop):
-        if k1 is not None and (rel % hop or a + rel >= k1 * hop):
-            continue  # beyond this slice, or the stream's own end-aligned window (off the grid)
-        batch.append(window)
-        starts.append(a + rel)
-        if len(batch) == params.batch_size:
-            yield flush()
-    if batch:
-        yield flush()
+
+@gpu_task(duration=_slice_duration)
+def scan_slice(key: str, path: str, params: DetectionParams, k0: int, k1: int | None, audio_s: float,
+               info: AudioInfo, rtf: float, max_s: float) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """One GPU call: :func:`scan_range` with the classifier registered under ``key``, asking ZeroGPU for
+    :func:`gpu_seconds` of ``audio_s`` seconds of audio (at most ``max_s``)."""
+    yield from scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
