@@ -41,7 +41,7 @@ STARTER = REPO / "space" / "models" / "powerful-owl-starter"
 STEPS = ("train", "evaluate", "ship")
 SHIPPED = ("model.safetensors", "config.json", "preprocessor_config.json", "README.md")
 #: The recipe (owlfinder.train.recipe.RecipeConfig fields).
-RECIPE = dict(model="owl-whisper-tiny", steps=3000, lr=3e-3, time_budget_s=8 * 60.0, seed=0)
+RECIPE = dict(model="owl-whisper-tiny", steps=3000, lr=3e-3, time_budget_s=7 * 60.0, seed=0)
 
 
 def step_train(mat, run: Path) -> dict:

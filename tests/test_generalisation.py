@@ -100,6 +100,10 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["owl_threshold"] == pytest.approx(trained["threshold"]) and 0 < trained["threshold"] < 1
     assert set(trained["calibration"]["training_family_recall"]) == {"additive", "sourcefilter"}
+    from transformers import pipeline
+
+    top = pipeline("audio-classification", model=str(out))(np.zeros(5 * SR, np.float32))
+    assert {d["label"] for d in top} == {"owl", "not_owl"}  # a plain transformers folder
     r = run_fold(mat, out, trained["threshold"], "contours")
     assert r["calls"] == 1 and r["test_hours"] == pytest.approx(20 / 3600, rel=0.01)
     assert r["fp_per_hour_upper95"] > 100  # 20 s of audio bounds nothing
