@@ -19,7 +19,9 @@ docs/generalisation.md) measures, trained on *all* call families:
    each family's calls inserted at -3..15 dB (recall; every family was trained on here: the held-out
    numbers are the leave-one-family-out table, read from ``--lofo``).
 3. ``ship``: model.safetensors, config.json, preprocessor_config.json and a model card README.md go into
-   ``space/models/powerful-owl-starter/``.
+   ``space/models/powerful-owl-starter/``. (The bundled model is still the previous recipe's, which is in
+   this script's git history: this recipe's model finds no calls at its calibrated threshold yet; see
+   docs/generalisation.md. Run ``--steps train evaluate`` to rebuild and measure it without shipping.)
 
 Rendered material is cached in ``--cache`` (shared with the leave-one-family-out run).
 """
