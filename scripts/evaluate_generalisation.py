@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-budget-min", type=float, default=5.5, help="training wall-clock limit per fold")
     p.add_argument("--n-pos", type=int, default=1000, help="owl clips per family")
     p.add_argument("--no-mining", action="store_true", help="no hard-negative round")
+    p.add_argument("--real-share", type=float, default=None,
+                   help="fraction of each batch's negatives drawn from real recordings (mined apart)")
     p.add_argument("--tag", default="", help="name of this recipe variant (results go to WORK/TAG)")
     args = p.parse_args(argv)
     if not (args.shared / "MANIFEST.tsv").is_file():
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
               f"{len({f['site'] for f in files})} sites", flush=True)
     recipe = RecipeConfig(model=args.model, steps=args.steps, lr=args.lr, time_budget_s=args.time_budget_min * 60,
-                          mine_after=None if args.no_mining else 0.5)
+                          mine_after=None if args.no_mining else 0.5, real_share=args.real_share)
     res_dir = args.work / (args.tag or "default")
     res_dir.mkdir(parents=True, exist_ok=True)
     results_path = res_dir / "lofo.json"

@@ -154,3 +154,13 @@ def test_calibrated_threshold_sits_above_every_calibration_false_event():
     thr = G.calibrate_threshold_fph([det], 0.5, margin_logit=0.5)
     assert thr > 0.93 and not det.rethreshold(thr).events
     assert G.calibrate_threshold_fph([det], 0.5, margin_logit=0.0) == pytest.approx(0.93, abs=1e-6)
+
+
+def test_real_share_mines_real_and_synthetic_negatives_apart():
+    rng = np.random.default_rng(5)
+    pos = (rng.standard_normal((8, 3 * SR)) * 0.05).astype(np.float32)
+    neg = (rng.standard_normal((40, 3 * SR)) * 0.05).astype(np.float32)
+    real = np.arange(40) < 10
+    cfg = RecipeConfig(model="owl-whisper-micro", steps=4, batch_size=8, mine_after=0.5, mine_top=0.2, real_share=0.5)
+    _, _, info = train_recipe(pos, neg, cfg, real_mask=real, window_s=3.0, log=lambda *_: None)
+    assert info["mining"]["n"] == 2 + 6 and info["mining"]["real"] == 2  # 20 % of each group

@@ -48,6 +48,8 @@ class RecipeConfig:
         mine_top: fraction of the negatives that become hard negatives.
         mine_weight: how much more often a hard negative is drawn.
         seed: seeds everything.
+        real_share: fraction of the negatives of each batch drawn from the real recordings (``real_mask``),
+            each group mined on its own; ``None``: drawn from all negatives alike.
         cache_features: compute each clip's log-mel power once and augment there (mixing adds powers), instead
             of recomputing features from augmented audio every step (several times slower on a CPU).
         time_budget_s: wall-clock limit in s.
@@ -72,6 +74,7 @@ class RecipeConfig:
     mine_weight: float = 5.0
     seed: int = 0
     cache_features: bool = True
+    real_share: float | None = None
     time_budget_s: float | None = None
     extra: dict = field(default_factory=dict)
 
@@ -230,14 +233,24 @@ def train_recipe(pos: np.ndarray, neg: np.ndarray, config: RecipeConfig | None =
         if c.mine_after is not None and mined is None and progress(step) >= c.mine_after:
             s = _score_power(model, neg_in) if cached else score_clips(model, fe, neg)
             k = max(1, int(c.mine_top * len(neg)))
-            top = np.argsort(s)[::-1][:k]
+            if c.real_share is not None and real_mask is not None:  # mine real and synthetic negatives apart
+                top = np.concatenate([idx[np.argsort(s[idx])[::-1][:max(1, int(c.mine_top * len(idx)))]]
+                                      for idx in (np.flatnonzero(real_mask), np.flatnonzero(~real_mask)) if len(idx)])
+                k = len(top)
+            else:
+                top = np.argsort(s)[::-1][:k]
             w_neg[top] *= c.mine_weight
             mined = {"at_step": step, "n": int(k), "min_score": float(s[top].min()), "max_score": float(s[top].max()),
                      "real": int(real_mask[top].sum()) if real_mask is not None else int(k)}
             log(f"mined {k} hard negatives at step {step} (scores {mined['min_score']:.3f}-{mined['max_score']:.3f}, "
                 f"{mined['real']} real)")
         ip = rng.integers(0, len(pos), half)
-        ineg = rng.choice(len(neg), c.batch_size - half, p=w_neg / w_neg.sum())
+        if c.real_share is not None and real_mask is not None:
+            w = np.where(real_mask, c.real_share / max(1e-12, w_neg[real_mask].sum()),
+                         (1 - c.real_share) / max(1e-12, w_neg[~real_mask].sum())) * w_neg
+            ineg = rng.choice(len(neg), c.batch_size - half, p=w / w.sum())
+        else:
+            ineg = rng.choice(len(neg), c.batch_size - half, p=w_neg / w_neg.sum())
         if cached:
             feats = _normalise(np.stack([_augment_power(rng, pos_in[i], True, real, c) for i in ip]
                                         + [_augment_power(rng, neg_in[i], False, real, c) for i in ineg]))
