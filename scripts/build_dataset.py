@@ -7,7 +7,8 @@
 Any format and sample rate in; longer files are cut into 5 s clips, shorter ones filled with their own audio
 (reflected), never zeros. ``--csv`` lists ``filename,label[,group,reason]`` (paths relative to the CSV;
 label ``owl``, ``not_owl`` or ``unsure``). TARGET is a local folder or a Hub dataset id; building into an
-existing one appends new shards and skips clips it already holds, so re-running after an interruption
+existing one appends new shards and skips clips it already holds (a clip is known by its audio and span, not
+its file name, so a new batch with reused file names is added in full), and re-running after an interruption
 continues. Files that are not audio are skipped with one line each; unreadable audio gets one ``error:``
 line and the exit code is 1, but every good file is still built.
 """
@@ -25,7 +26,15 @@ from tqdm.auto import tqdm
 
 from owlfinder.audio import AudioError, is_audio_path
 from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, encode_flac, source_name
-from owlfinder.data.schema import CLIP_S, SAMPLE_RATE, VERDICTS, clip_id
+from owlfinder.data.schema import (
+    CLIP_S,
+    SAMPLE_RATE,
+    VERDICTS,
+    audio_fingerprint,
+    clip_id,
+    is_legacy_clip_id,
+    legacy_clip_id,
+)
 from owlfinder.data.store import DEFAULT_LICENSE, DatasetStore, StoreError
 
 
@@ -140,6 +149,26 @@ def group_of(item: Item, mode: str) -> str:
     return rel.parent.as_posix()
 
 
+class Known:
+    """The clips a store already holds: content ids, plus legacy (name-based) ids checked by their audio."""
+
+    def __init__(self, store: DatasetStore):
+        self.store = store
+        self.ids = store.clip_ids()
+        self._legacy: dict[str, set[str]] | None = None  # legacy id -> fingerprints, read on first need
+
+    def has(self, cid: str, legacy: str, fingerprint: str) -> bool:
+        """True when the clip is in the store under its content id, or under its legacy id with the same
+        audio (an older build of the same file); a legacy id whose audio differs is another recording."""
+        if cid in self.ids:
+            return True
+        if legacy not in self.ids:
+            return False
+        if self._legacy is None:  # one pass over the store for every legacy row, not one per clip
+            self._legacy = self.store.fingerprints(i for i in self.ids if is_legacy_clip_id(i))
+        return fingerprint in self._legacy.get(legacy, set())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     Errors.n = 0
@@ -147,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     items += [i for t in args.csv for i in read_csv(t)]
     try:
         store = DatasetStore.open(args.to, license=args.license)
-        have = store.clip_ids()
+        have = Known(store)
     except (StoreError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -171,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
                 for start, end, y in clips_from_file(item.path, SAMPLE_RATE, args.clip_s, min_s=args.min_s,
                                                      mode=args.fill):
                     n += 1
-                    cid = clip_id(source, start, end)
-                    if cid in have:
+                    fp = audio_fingerprint(y)
+                    cid = clip_id(fp, start, end)
+                    if have.has(cid, legacy_clip_id(source, start, end), fp):
                         skipped_dup += 1
                         continue
-                    have.add(cid)
+                    have.ids.add(cid)
                     pending.append({"audio": encode_flac(y, SAMPLE_RATE), "verdict": item.verdict,
                                     "clip_id": cid, "source": source, "start_s": start, "end_s": end,
                                     "filename": item.path.name, "group": group, "reason": item.reason,

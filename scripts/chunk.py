@@ -9,9 +9,11 @@ clips. With ``--from DETECTIONS.json`` (the detection engine's result, repeatabl
 widened by ``--context`` seconds, and the ``--uncertain`` windows scored nearest the threshold are cut; the
 recording is the JSON's ``file``, or a RECORDING given here with the same file name.
 
-Writes ``OUT/clips/<source>/<stem>_<start ms>.wav`` and appends one JSON line per clip to
+Writes ``OUT/clips/<source>/<stem>_<start ms>_<clip_id>.wav`` and appends one JSON line per clip to
 ``OUT/manifest.jsonl``: clip_id, audio (path relative to OUT), source, start_s, end_s, score, model, kind,
-recording. Re-running skips clips already in the manifest. A file that fails gets one ``error:`` line and
+recording. ``clip_id`` is the content id (the clip's audio and span), so two recordings with the same name
+never share clips. Re-running skips clips already in the manifest (also those an older version wrote under a
+name-based id, when their audio is the same). A file that fails gets one ``error:`` line and
 the exit code is 1; the other files are still cut.
 """
 
@@ -30,7 +32,15 @@ from tqdm.auto import tqdm
 
 from owlfinder import audio
 from owlfinder.data.clips import MIN_CLIP_S, clips_from_file, fit_to_length, source_name, spans_from_detection
-from owlfinder.data.schema import CLIP_S, SAMPLE_RATE, clip_id
+from owlfinder.data.schema import (
+    CLIP_S,
+    SAMPLE_RATE,
+    audio_fingerprint,
+    clip_id,
+    is_legacy_clip_id,
+    legacy_clip_id,
+    pcm16,
+)
 from owlfinder.durable import atomic_write
 
 MANIFEST = "manifest.jsonl"
@@ -69,17 +79,38 @@ class Manifest:
         self.out = out
         self.path = out / MANIFEST
         self.ids: set[str] = set()
+        self.legacy: dict[str, str] = {}  # name-based id of an older manifest line -> its WAV
         if self.path.exists():
             for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
                 try:
-                    self.ids.add(json.loads(line)["clip_id"])
-                except (json.JSONDecodeError, KeyError, TypeError):
+                    rec = json.loads(line)
+                    self.ids.add(rec["clip_id"])
+                    if is_legacy_clip_id(rec["clip_id"]):
+                        self.legacy[rec["clip_id"]] = rec.get("audio") or ""
+                except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                     say(f"warning: {self.path.name} line {n}: not a manifest record, ignored")
         self.added = 0
 
+    def has(self, y: np.ndarray, source: str, start_s: float, end_s: float) -> tuple[bool, str]:
+        """``(known, content id)``: known when the manifest holds this clip under its content id, or under
+        the legacy id of ``(source, start_s, end_s)`` with the same audio (a line an older version wrote)."""
+        fp = audio_fingerprint(y)
+        cid = clip_id(fp, start_s, end_s)
+        if cid in self.ids:
+            return True, cid
+        old = legacy_clip_id(source, start_s, end_s)
+        if old in self.legacy:
+            try:
+                prev = sf.read(self.out / self.legacy[old], dtype="int16", always_2d=False)[0]
+            except Exception:  # its WAV is gone: cut the clip again
+                return False, cid
+            return audio_fingerprint(prev) == fp, cid
+        return False, cid
+
     def add(self, y: np.ndarray, record: dict, rel_wav: str) -> None:
         wav = self.out / rel_wav
-        atomic_write(wav, lambda f: sf.write(f, y, SAMPLE_RATE, format="WAV", subtype="PCM_16"))
+        # pcm16: the samples the clip id was computed from, so the WAV re-reads to the same id.
+        atomic_write(wav, lambda f: sf.write(f, pcm16(y), SAMPLE_RATE, format="WAV", subtype="PCM_16"))
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps({**record, "audio": rel_wav}) + "\n")
             f.flush()
@@ -88,10 +119,11 @@ class Manifest:
         self.added += 1
 
 
-def wav_name(source: str, start_s: float) -> str:
+def wav_name(source: str, start_s: float, cid: str) -> str:
+    """Where a clip's WAV goes; the id keeps clips of same-named recordings apart."""
     stem = source.rsplit(".", 1)[0] if "." in source.rsplit("/", 1)[-1] else source
     name = stem.rsplit("/", 1)[-1]
-    return f"clips/{stem.replace('/', '__')}/{name}_{round(start_s * 1000):09d}.wav"
+    return f"clips/{stem.replace('/', '__')}/{name}_{round(start_s * 1000):09d}_{cid}.wav"
 
 
 def walk(paths: list[Path]) -> Iterator[Path]:
@@ -110,12 +142,12 @@ def chunk_naive(path: Path, args: argparse.Namespace, manifest: Manifest) -> Non
     try:
         for start, end, y in clips_from_file(path, SAMPLE_RATE, args.clip_s, min_s=args.min_s):
             bar.update()
-            cid = clip_id(source, start, end)
-            if cid in manifest.ids:
+            known, cid = manifest.has(y, source, start, end)
+            if known:
                 continue
             manifest.add(y, {"clip_id": cid, "source": source, "start_s": round(start, 3),
                              "end_s": round(end, 3), "score": None, "model": None, "kind": "chunk",
-                             "recording": str(path.resolve())}, wav_name(source, start))
+                             "recording": str(path.resolve())}, wav_name(source, start, cid))
     finally:
         bar.close()
 
@@ -151,18 +183,19 @@ def chunk_detection(det_path: Path, args: argparse.Namespace, manifest: Manifest
     source = source_name(path, args.root)
     n = int(round(args.clip_s * SAMPLE_RATE))
     for sp in tqdm(spans, desc=path.name, unit="clip", leave=False, disable=args.quiet):
-        cid = clip_id(source, sp.start_s, sp.end_s)
-        if cid in manifest.ids:
-            continue
         y = audio.load(path, SAMPLE_RATE, start_s=sp.start_s, end_s=sp.end_s, info=info)
         if len(y) == 0:
             say(f"warning: {path.name}: no audio at {sp.start_s:.1f}-{sp.end_s:.1f} s, skipped")
             continue
-        manifest.add(fit_to_length(y, n), {
+        y = fit_to_length(y, n)
+        known, cid = manifest.has(y, source, sp.start_s, sp.end_s)
+        if known:
+            continue
+        manifest.add(y, {
             "clip_id": cid, "source": source, "start_s": sp.start_s, "end_s": sp.end_s, "score": sp.score,
             "model": doc.get("model"), "kind": sp.kind, "threshold": doc.get("threshold"),
             "recording": str(path.resolve()),
-        }, wav_name(source, sp.start_s))
+        }, wav_name(source, sp.start_s, cid))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
     python scripts/demo.py --minutes 120   # a full 2-hour 44.1 kHz stereo night
 
 Backgrounds are the real field recordings in ../shared/data when present (pink noise otherwise); owl calls
-are synthetic (see "Call synthesizer" in the README), so the demo shows both hits and the ground truth.
+are synthetic (see docs/synth.md), so the demo shows both hits and the ground truth.
 """
 
 from __future__ import annotations

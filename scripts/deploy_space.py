@@ -5,8 +5,13 @@ Space with ``HfApi.upload_folder``.
     python scripts/deploy_space.py --to USER/SPACE [--private] [--dry-run] [--hardware zero-a10g]
 
 The token comes from ``$HF_TOKEN`` (or huggingface_hub's own login); it is never printed. ``--dry-run``
-lists what would be uploaded and touches nothing. Caches, bytecode, local data (``owl_data/``), egg-info and
-test artifacts are never uploaded.
+lists what would be uploaded and touches nothing.
+
+Only what the Space runs is uploaded: the top-level app files (``app.py``, ``README.md``,
+``requirements.txt``, ``packages.txt``), the ``owlfinder/`` package and the bundled ``models/``. Never
+uploaded, wherever they are: secrets (``.env*``, ``*.pem``, ``*.key``, ``.netrc``, token and credential
+files), data folders (any folder holding a labelling queue or a dataset store, whatever ``OWL_DATA_DIR``
+called it, and ``owl_data/``), data files (SQLite, parquet, JSONL, audio), caches, bytecode and egg-info.
 """
 
 from __future__ import annotations
@@ -21,30 +26,63 @@ from typing import Any
 
 SPACE_DIR = Path(__file__).resolve().parents[1] / "space"
 
-#: Never uploaded (fnmatch patterns on paths relative to space/).
-IGNORE_PATTERNS = [
-    "__pycache__", "__pycache__/*", "*/__pycache__/*", "*.pyc", "*.pyo", "*.egg-info", "*.egg-info/*",
-    "owl_data", "owl_data/*", ".cache", ".cache/*", "*/.cache/*", ".pytest_cache/*", ".ruff_cache/*",
-    "test-artifacts/*", ".DS_Store", "*/.DS_Store", ".git/*", ".gitignore", "*.tmp", "flagged/*",
-]
+#: Top-level files the Space needs; anything else at the top is only uploaded when it is one of TREES.
+TOP_FILES = ("app.py", "README.md", "requirements.txt", "packages.txt", "pre-requirements.txt")
+#: Folders the Space needs, uploaded minus what IGNORE_PATTERNS and data folders exclude.
+TREES = ("owlfinder", "models")
+#: Never uploaded (fnmatch patterns matched against the file name and every folder name on its path).
+SECRET_PATTERNS = [".env", ".env.*", "*.env", "*.pem", "*.key", "*.p12", "*.pfx", ".netrc", "*token*",
+                   "*secret*", "*credential*", ".huggingface", ".ssh", "id_rsa*", "id_ed25519*"]
+DATA_PATTERNS = ["owl_data", "*.sqlite3", "*.sqlite", "*.db", "*.db-wal", "*.db-shm", "*.sqlite3-wal",
+                 "*.sqlite3-shm", "*.parquet", "*.jsonl", "*.lock", "*.wav", "*.flac", "*.mp3", "*.ogg",
+                 "*.m4a", "*.aac", "*.opus"]
+JUNK_PATTERNS = ["__pycache__", "*.pyc", "*.pyo", "*.egg-info", ".cache", ".pytest_cache", ".ruff_cache",
+                 "test-artifacts", ".DS_Store", ".git", ".gitignore", "*.tmp", "flagged"]
+IGNORE_PATTERNS = SECRET_PATTERNS + DATA_PATTERNS + JUNK_PATTERNS
+#: A folder holding one of these is a data folder (a labelling queue, a dataset store, detection results).
+DATA_MARKERS = ("queue/queue.sqlite3", "queue.sqlite3", "manifest.jsonl", "summary.csv", "data/*.parquet")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _ignored(rel: str) -> bool:
+def _matches(name: str, patterns: list[str]) -> bool:
+    low = name.lower()
+    return any(fnmatch.fnmatch(low, pat) for pat in patterns)
+
+
+def _is_data_folder(path: Path) -> bool:
+    return any(any(path.glob(marker)) for marker in DATA_MARKERS)
+
+
+def why_excluded(rel: str, folder: Path = SPACE_DIR) -> str | None:
+    """Why the file ``rel`` (relative to ``folder``) is not uploaded: ``secret``, ``data``, ``junk``,
+    ``not part of the Space``, or ``None`` when it is uploaded."""
     parts = rel.split("/")
-    return any(fnmatch.fnmatch(rel, pat) for pat in IGNORE_PATTERNS) or any(
-        fnmatch.fnmatch(part, pat) for part in parts[:-1] for pat in ("__pycache__", "*.egg-info", "owl_data",
-                                                                        ".cache", ".git"))
+    if any(_matches(p, SECRET_PATTERNS) for p in parts):
+        return "secret"
+    if any(_matches(p, DATA_PATTERNS) for p in parts):
+        return "data"
+    if any(_matches(p, JUNK_PATTERNS) for p in parts):
+        return "junk"
+    for depth in range(1, len(parts)):
+        if _is_data_folder(folder.joinpath(*parts[:depth])):
+            return "data"
+    if len(parts) == 1:
+        return None if parts[0] in TOP_FILES else "not part of the Space"
+    return None if parts[0] in TREES else "not part of the Space"
 
 
-def files_to_upload(folder: Path = SPACE_DIR) -> list[Path]:
-    """The files :func:`deploy` uploads, relative to ``folder``, sorted."""
+def files_to_upload(folder: Path = SPACE_DIR, excluded: dict[str, str] | None = None) -> list[Path]:
+    """The files :func:`deploy` uploads, relative to ``folder``, sorted; ``excluded`` (when given) collects
+    ``{path: reason}`` for what is left out."""
     out = []
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() or path.is_symlink():
             rel = path.relative_to(folder).as_posix()
-            if not _ignored(rel):
+            why = "a link" if path.is_symlink() else why_excluded(rel, folder)
+            if why is None:
                 out.append(Path(rel))
+            elif excluded is not None:
+                excluded[rel] = why
     return out
 
 
@@ -76,8 +114,14 @@ def deploy(repo_id: str, *, private: bool = False, dry_run: bool = False, hardwa
         raise SystemExit(f"--to must be USER/SPACE, got {repo_id!r}")
     if not (folder / "app.py").is_file() or not (folder / "README.md").is_file():
         raise SystemExit(f"{folder} has no app.py or README.md; is this the project's space/ folder?")
-    files = files_to_upload(folder)
+    excluded: dict[str, str] = {}
+    files = files_to_upload(folder, excluded)
     total = sum((folder / f).stat().st_size for f in files)
+    for reason in ("secret", "data"):
+        held = sorted(p for p, why in excluded.items() if why == reason)
+        if held:
+            print(f"Not uploading {len(held)} {reason} file(s): {', '.join(held[:5])}"
+                  + (" ..." if len(held) > 5 else ""), file=out)
     print(f"{'Would upload' if dry_run else 'Uploading'} {len(files)} files ({_human(total)}) from {folder} "
           f"to https://huggingface.co/spaces/{repo_id}", file=out)
     if dry_run:

@@ -141,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in results if r.status == "error"]
     if rank == 0:
         n_events = sum(r.events or 0 for r in results)
-        print(f"{len(results) - len(failed)} done, {len(failed)} failed, {n_events} event(s); "
-              f"summary: {args.out / 'summary.csv'}", file=sys.stderr)
+        kept = [f"{n} {status} (results already there{'' if status == 'reused' else ', events re-derived'})"
+                for status in ("reused", "rethresholded") if (n := sum(r.status == status for r in results))]
+        print(f"{len(results) - len(failed)} done" + "".join(f", {k}" for k in kept)
+              + f", {len(failed)} failed, {n_events} event(s); summary: {args.out / 'summary.csv'}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

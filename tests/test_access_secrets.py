@@ -137,9 +137,12 @@ def test_labelling_endpoints_refuse_unauthenticated_calls(app, clips):
             with pytest.raises(AppError, match="labelling needs") as err:
                 client.predict(*args, api_name=endpoint)
             app["responses"].append(str(err.value))
-    # An API client claiming a Hugging Face identity needs a token the Hub vouches for: the (fake) Hub
-    # cannot, so it is refused too.
-    with pytest.raises(AppError, match="could not be verified|labelling needs"):
+    # An API client claiming a Hugging Face identity (gradio_client's oauth_token=, which reaches the gate)
+    # needs a token the Hub vouches for: this fake Hub fails every call, so it is refused too. A bare
+    # Authorization header is not a credential the gate reads at all.
+    with pytest.raises(AppError, match="could not be verified"):
+        app["proc"].client(oauth_token="hf_someoneelse1234567890").predict("mallory", api_name="/next")
+    with pytest.raises(AppError, match="labelling needs"):
         app["proc"].client(headers={"Authorization": "Bearer hf_someoneelse1234567890"}).predict(
             "mallory", api_name="/next")
     assert not (app["tmp"] / "data" / "dataset" / "data").exists() or not DatasetStore.open(
@@ -257,7 +260,9 @@ def test_the_hub_token_never_appears_anywhere(app, clips, fake_hub):
         if len(FakeHub.seen) >= 3 and "Hub sync failed" in log.read_text(errors="replace"):
             break
         time.sleep(0.5)
-    assert FakeHub.seen and all(auth == f"Bearer {HF_TOKEN}" for _, _, auth in FakeHub.seen), FakeHub.seen[:3]
+    # Every call but the gate's whoami (about the API caller's own token) carries the Space's token.
+    pushes = [(m, p, auth) for m, p, auth in FakeHub.seen if not p.startswith("/api/whoami")]
+    assert pushes and all(auth == f"Bearer {HF_TOKEN}" for _, _, auth in pushes), pushes[:3]
     text = log.read_text(errors="replace")
     assert "Hub sync failed" in text and "retry" in text  # the failures were logged...
     assert "***" in text  # ...with the echoed credentials masked

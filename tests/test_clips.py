@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 
 import numpy as np
@@ -117,12 +118,28 @@ def test_encode_flac_roundtrip():
     back, sr = sf.read(io.BytesIO(data), dtype="float32")
     assert sr == SR and back.shape == y.shape
     np.testing.assert_allclose(back, y, atol=1 / 32768 + 1e-7)
+    # Decoding and encoding again changes nothing, so a clip's fingerprint (its id) survives round trips.
+    np.testing.assert_array_equal(sf.read(io.BytesIO(encode_flac(back, SR)), dtype="int16")[0],
+                                  sf.read(io.BytesIO(data), dtype="int16")[0])
+    assert schema.audio_fingerprint(back) == schema.audio_fingerprint(y)
+    loud = np.array([1.0, -1.0, 0.99999, 0.7], dtype=np.float32)  # the clipping edges too
+    assert schema.audio_fingerprint(sf.read(io.BytesIO(encode_flac(loud, SR)), dtype="float32")[0]) \
+        == schema.audio_fingerprint(loud)
 
 
 def test_clip_id_is_stable_and_source_name_machine_independent(tmp_path):
-    assert schema.clip_id("siteA/x.wav", 5, 10) == schema.clip_id("siteA/x.wav", 5.0000001, 9.9999999)
-    assert schema.clip_id("siteA/x.wav", 5, 10) != schema.clip_id("siteB/x.wav", 5, 10)
-    assert len(schema.clip_id("a", 0, 5)) == 16
+    y, other = noise(5.0), noise(5.0) * 0.5
+    assert schema.clip_id(y, 5, 10) == schema.clip_id(y.copy(), 5.0000001, 9.9999999)
+    assert schema.clip_id(y, 5, 10) != schema.clip_id(other, 5, 10)  # same name, other audio: another clip
+    assert schema.clip_id(y, 5, 10) != schema.clip_id(y, 10, 15)  # the same audio elsewhere: another clip
+    assert len(schema.clip_id(y, 0, 5)) == 24 and not schema.is_legacy_clip_id(schema.clip_id(y, 0, 5))
+    assert schema.clip_id(schema.audio_fingerprint(y), 0, 5) == schema.clip_id(y, 0, 5)
+    with pytest.raises(TypeError, match="legacy_clip_id"):
+        schema.clip_id("siteA/x.wav", 5, 10)  # the old signature fails loudly instead of colliding
+    # The old, name-based id is unchanged, so stores and queues written with it keep resolving.
+    old = hashlib.sha1(b"siteA/x.wav\x005.000\x0010.000").hexdigest()[:16]  # what earlier versions computed
+    assert schema.legacy_clip_id("siteA/x.wav", 5, 10) == old
+    assert schema.is_legacy_clip_id(schema.legacy_clip_id("a", 0, 5))
     f = tmp_path / "owls" / "siteA" / "x.wav"
     assert source_name(f, tmp_path / "owls") == "owls/siteA/x.wav"
     assert source_name(f) == "siteA/x.wav"

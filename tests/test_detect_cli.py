@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -87,3 +88,27 @@ def test_missing_path_and_bad_model(tmp_path, tiny_model_dir):
     proc = run_cli(str(tmp_path), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "no-model"))
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: cannot load model")
     assert "Traceback" not in proc.stderr
+
+
+def test_rerun_with_a_calibrated_threshold_rewrites_nothing(tmp_path, tiny_model_dir, capsys):
+    # The JSON keeps 6 digits (0.85988); the reuse check must compare at that precision, not to 1e-9.
+    # In-process (main()) rather than a subprocess: two runs, one import of torch.
+    spec = importlib.util.spec_from_file_location("detect_script", SCRIPT)
+    detect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detect)
+    (tmp_path / "in").mkdir()
+    for i in range(2):
+        write_tone_file(tmp_path / "in" / f"night{i}.flac", 8.0, seed=i)
+    out = tmp_path / "out"
+    args = [str(tmp_path / "in"), "--out", str(out), "--model", str(tiny_model_dir), "--threshold", "0.8598797",
+            "--quiet"]
+    assert detect.main(args) == 0
+    assert json.loads((out / "night0.json").read_text())["threshold"] == 0.85988
+    results = sorted(p for p in out.iterdir() if p.name != "summary.csv")
+    assert len(results) == 8  # json, csv, raven, audacity for each
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results}
+    capsys.readouterr()
+    assert detect.main(args) == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in results} == before  # nothing rewritten
+    assert {r.status for r in read_summary(out / "summary.csv")} == {"reused"}
+    assert "2 reused (results already there)" in capsys.readouterr().err

@@ -188,6 +188,7 @@ def test_an_upload_over_the_size_limit_is_refused_with_a_clear_message(space, tm
     _check_good(space, good, "/detect")
 
 
+@pytest.mark.browser
 def test_the_page_refuses_a_broken_file_in_a_real_browser(space, files, good):
     """One broken file and then a good one through Chromium: the error toast is the one line."""
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -86,7 +86,8 @@ def test_add_detection_cuts_event_and_uncertain_clips_right_away(tmp_path, rec):
     assert (ev.start_s, ev.end_s) == (50.0, 55.0)
     assert (ev.flag_start_s, ev.flag_end_s) == (51.0, 54.0)
     assert ev.wall_clock.startswith("2024-01-01T20:00:50")
-    assert ev.clip_id == clip_id(SOURCE, 50.0, 55.0) and ev.source == SOURCE and ev.model == "tiny-owl"
+    assert ev.clip_id == clip_id(sf.read(ev.audio_path, dtype="int16")[0], 50.0, 55.0)  # from the audio
+    assert ev.source == SOURCE and ev.model == "tiny-owl"
     for c in clips:
         info = sf.info(c.audio_path)
         assert (info.samplerate, info.channels, info.format) == (SAMPLE_RATE, 1, "FLAC")
@@ -94,9 +95,13 @@ def test_add_detection_cuts_event_and_uncertain_clips_right_away(tmp_path, rec):
         assert c.threshold == 0.5
     # The uncertain clips are the windows scored nearest the threshold.
     assert all(abs(c.score - 0.5) < 0.2 for c in clips if c.kind == "uncertain")
-    # Queuing the same run again adds nothing.
-    again = write_tone_file(tmp_path / "20240101_200000.wav", 60.0)
+    # Queuing the same recording again (a fresh upload of the same file) adds nothing.
+    again = write_tone_file(tmp_path / "20240101_200000.wav", 60.0, sr=44100, channels=2)
     assert q.add_detection(det, again, n_uncertain=4, display_name=SOURCE) == 0
+    # Another recorder's file with the same name is other audio: all of its clips are queued.
+    other = write_tone_file(tmp_path / "20240101_200000.wav", 60.0, sr=44100, channels=2, seed=1)
+    assert q.add_detection(det, other, n_uncertain=4, display_name=SOURCE) == 5
+    assert len(q.pending()) == 10 and {c.source for c in q.pending()} == {SOURCE}
 
 
 def test_add_manifest_from_chunk_script(tmp_path):

@@ -11,7 +11,9 @@ The package is laid out by task; each subpackage's docstring is its map.
 - :mod:`owlfinder.ui`: the Gradio Space, a thin shell over the rest (nothing below imports it).
 
 Shared by all tasks, at the root: :mod:`~owlfinder.audio` (probe, streaming decode, resample),
-:mod:`~owlfinder.timestamps` (wall-clock times from file names) and :mod:`~owlfinder.durable` (atomic writes).
+:mod:`~owlfinder.timestamps` (wall-clock times from file names, time formats), :mod:`~owlfinder.durable`
+(atomic writes) and :mod:`~owlfinder.errors` (:class:`~owlfinder.errors.OwlFinderError`, the base of every
+error meant for a person, and its one-line public message).
 
 Layers, lowest first (no module imports from a layer above its own): root modules, ``data`` and
 ``detect``, ``synth``, ``labelling`` / ``train`` / ``evaluation``, ``ui``.

@@ -5,4 +5,6 @@
 - :mod:`~owlfinder.data.clips`: cutting 5 s clips from recordings and detections, FLAC encoding.
 - :mod:`~owlfinder.data.store`: :class:`DatasetStore`, parquet shards with embedded audio and a card.
 - :mod:`~owlfinder.data.hubsync`: :class:`HubSync`, pushing a local store's shards to the Hub once each.
+- :mod:`~owlfinder.data.annotations`: Raven selection tables and Audacity labels, read and written (detection
+  exports, synthetic ground truth and evaluation truth all use it).
 """

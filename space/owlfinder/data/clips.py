@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from owlfinder import audio as _audio
-from owlfinder.data.schema import CLIP_S, SAMPLE_RATE
+from owlfinder.data.schema import CLIP_S, SAMPLE_RATE, pcm16
 
 __all__ = [
     "MIN_CLIP_S",
@@ -131,9 +131,14 @@ def clips_from_file(
 
 
 def encode_flac(y: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
-    """Encode a mono float signal as 16-bit FLAC bytes (lossless for 16-bit audio, about half of WAV)."""
+    """Encode a mono float signal as 16-bit FLAC bytes (lossless for 16-bit audio, about half of WAV).
+
+    The samples are quantised by :func:`owlfinder.data.schema.pcm16`, so decoding the bytes and encoding
+    again gives the same samples, and the clip's :func:`~owlfinder.data.schema.audio_fingerprint` (its id)
+    survives the round trip.
+    """
     buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0), int(sr), format="FLAC", subtype="PCM_16")
+    sf.write(buf, pcm16(y), int(sr), format="FLAC", subtype="PCM_16")
     return buf.getvalue()
 
 

@@ -17,6 +17,7 @@ import hashlib
 import re
 from datetime import datetime, timezone
 
+import numpy as np
 from datasets import Audio, ClassLabel, Features, Value
 
 __all__ = [
@@ -28,10 +29,14 @@ __all__ = [
     "SAMPLE_RATE",
     "UNSURE",
     "VERDICTS",
+    "audio_fingerprint",
     "clip_id",
+    "is_legacy_clip_id",
     "is_trainable",
     "label_of_verdict",
+    "legacy_clip_id",
     "normalize_utc",
+    "pcm16",
     "utc_now",
 ]
 
@@ -72,15 +77,81 @@ FEATURES = Features(
 )
 
 
-def clip_id(source: str, start_s: float, end_s: float) -> str:
-    """A stable 16-hex-digit id for the clip ``[start_s, end_s)`` of ``source``.
+def pcm16(y: np.ndarray) -> np.ndarray:
+    """``y`` (float, full scale ±1) as the 16-bit integers a clip is stored as.
 
-    Offsets are rounded to the millisecond first, so float noise (``4.999999`` vs ``5.0``) cannot split one
-    clip into two ids. ``source`` should be machine-independent (a path relative to a data root, see
-    ``owlfinder.data.clips.source_name``), so the same clip gets the same id everywhere.
+    ``x * 32768`` rounded half to even and clipped to ``[-32768, 32767]``: the convention libsndfile reads
+    16-bit audio with (``i / 32768``), so ``pcm16(decode(encode(y))) == pcm16(y)`` exactly, and a clip keeps
+    its fingerprint through any number of FLAC/WAV round trips.
     """
-    key = f"{source}\x00{round(float(start_s), 3):.3f}\x00{round(float(end_s), 3):.3f}"
+    y = np.asarray(y).reshape(-1)
+    if y.dtype not in (np.float32, np.float64):
+        y = y.astype(np.float64)
+    q = np.rint(y * y.dtype.type(32768.0))  # scaling by a power of two is exact in either float width
+    return np.clip(q, -32768, 32767, out=q).astype("<i2")
+
+
+def audio_fingerprint(y: np.ndarray) -> str:
+    """A 32-hex-digit digest of a 16 kHz mono clip's 16-bit samples (:func:`pcm16`): equal for equal audio.
+
+    Args:
+        y: the clip at :data:`SAMPLE_RATE` Hz, float in ±1 (or int16 samples as read with ``dtype="int16"``).
+    """
+    arr = np.asarray(y)
+    q = arr.astype("<i2") if arr.dtype == np.int16 else pcm16(arr)
+    return hashlib.blake2b(q.reshape(-1).tobytes(), digest_size=16).hexdigest()
+
+
+#: Length of a content clip id; legacy (name-based) ids have 16 hex digits.
+CLIP_ID_LEN = 24
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _span(start_s: float, end_s: float) -> str:
+    # Millisecond rounding first, so float noise (4.999999 vs 5.0) cannot split one clip into two ids.
+    return f"{round(float(start_s), 3):.3f}\x00{round(float(end_s), 3):.3f}"
+
+
+def clip_id(audio: np.ndarray | str, start_s: float, end_s: float) -> str:
+    """A clip's id: 24 hex digits from its audio and its span ``[start_s, end_s)`` in the recording.
+
+    The same audio at the same place gets the same id on any machine, whatever the recording is called (so
+    resuming and de-duplication work across renames, the Space, ``chunk.py`` and ``build_dataset.py``);
+    different audio never shares an id, even when two recorders named their files alike. The span is part of
+    the id so that identical audio at two places (digital silence, a looped test tone) stays two clips.
+
+    Args:
+        audio: the clip's 16 kHz mono samples, or their :func:`audio_fingerprint`.
+        start_s, end_s: the clip's span in its recording, seconds.
+
+    Raises:
+        TypeError: ``audio`` is a recording name (the pre-content signature); use :func:`legacy_clip_id`.
+    """
+    if isinstance(audio, str):
+        if not re.fullmatch(r"[0-9a-f]{32}", audio):
+            raise TypeError("clip_id takes the clip's audio (or its audio_fingerprint), not a recording name; "
+                            "legacy_clip_id(source, start_s, end_s) gives the old name-based id")
+        fp = audio
+    else:
+        fp = audio_fingerprint(audio)
+    key = f"owl-clip-v2\x00{fp}\x00{_span(start_s, end_s)}"
+    return hashlib.blake2b(key.encode("ascii"), digest_size=CLIP_ID_LEN // 2).hexdigest()
+
+
+def legacy_clip_id(source: str, start_s: float, end_s: float) -> str:
+    """The id earlier versions gave a clip: 16 hex digits from ``(source, start_s, end_s)`` only.
+
+    Stores and queues written before content ids keep these ids; code that meets one compares the audio
+    before treating a new clip as the old one (see ``docs/integrity.md``). Never used for new clips: two
+    recordings with the same name would collide.
+    """
+    key = f"{source}\x00{_span(start_s, end_s)}"
     return hashlib.sha1(key.encode("utf-8")).hexdigest()[:16]
+
+
+def is_legacy_clip_id(cid: str | None) -> bool:
+    """True for a 16-hex-digit (name-based) id written before content ids."""
+    return bool(cid) and bool(_HEX16.match(cid))  # type: ignore[arg-type]
 
 
 def utc_now() -> str:

@@ -18,6 +18,9 @@ touches an old one, so:
 Shards are written with pyarrow straight from FLAC bytes (``{"bytes", "path"}`` structs, as ``datasets``
 embeds them) and the ``datasets`` features in the schema metadata; ``Dataset.to_parquet`` would store only
 file paths for audio that came from files, and those would not resolve on another machine.
+
+Why one module of about 670 lines: :class:`DatasetStore` is one class whose local and Hub back ends share the
+shard naming, card and append protocol; splitting them would put the exactly-once rules in two places.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from owlfinder.data.schema import (
     NO_LABEL,
     SAMPLE_RATE,
     UNSURE,
+    audio_fingerprint,
     clip_id,
     label_of_verdict,
     normalize_utc,
@@ -218,6 +222,12 @@ def _audio_bytes(row: dict, i: int) -> tuple[bytes, str, float]:
                      f"got {type(value).__name__}")
 
 
+def fingerprint_of_bytes(data: bytes) -> str:
+    """The :func:`~owlfinder.data.schema.audio_fingerprint` of encoded audio (decoded to 16 kHz mono)."""
+    y, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    return audio_fingerprint(_audio.resample(_audio.to_mono(y), int(sr), SAMPLE_RATE))
+
+
 def _label_verdict(row: dict, i: int) -> tuple[int, str]:
     label, verdict = row.get("label"), row.get("verdict")
     if isinstance(label, str):
@@ -266,7 +276,8 @@ def rows_to_table(rows: Sequence[dict]) -> pa.Table:
 
     Each row needs ``audio`` (a numpy array plus ``sr``, ``{"array", "sampling_rate"}``, encoded audio bytes
     or ``{"bytes": ...}``) and a ``label`` (name or index) and/or a ``verdict``. Defaults: ``start_s`` 0,
-    ``end_s`` start + audio duration, ``clip_id`` from (source or filename, start_s, end_s), ``filename`` the
+    ``end_s`` start + audio duration, ``clip_id`` from the audio and (start_s, end_s) (a content id, see
+    :func:`~owlfinder.data.schema.clip_id`), ``filename`` the
     source's file name, ``group`` the source, ``labelled_at`` now (any ISO time is normalised to UTC).
 
     Raises:
@@ -287,9 +298,10 @@ def rows_to_table(rows: Sequence[dict]) -> pa.Table:
         end = start + duration if end is None else end
         cid = _opt_str(row, "clip_id", i)
         if cid is None:
-            if source is None and filename is None:
-                raise ValueError(f"row {i}: needs a 'clip_id', a 'source' or a 'filename' to identify the clip")
-            cid = clip_id(source or filename, start, end)
+            try:
+                cid = clip_id(fingerprint_of_bytes(data), start, end)
+            except Exception as err:
+                raise ValueError(f"row {i}: audio cannot be decoded ({_one_line(err)})") from None
         if filename is None:
             filename = Path(source).name if source else f"{cid}{suffix}"
         try:
@@ -545,6 +557,27 @@ class DatasetStore:
     def clip_ids(self, split: str | None = None) -> set[str]:
         """Every clip_id in the store (history included); reads only that column."""
         return {c for c in self._read(split, ["clip_id"]).column("clip_id").to_pylist() if c is not None}
+
+    def fingerprints(self, clip_ids: Iterable[str]) -> dict[str, set[str]]:
+        """The audio fingerprints of every row (history included) whose id is in ``clip_ids``.
+
+        What code that meets a legacy (name-based) id compares a new clip with, to tell the same clip from
+        another recording that happened to have the same name. Reads only those rows' audio.
+        """
+        wanted = sorted(set(clip_ids))
+        out: dict[str, set[str]] = {}
+        if not wanted:
+            return out
+        for path in self.local_paths(self.shards()):
+            try:
+                table = pq.read_table(path, columns=["clip_id", "audio"], filters=[("clip_id", "in", wanted)])
+            except Exception as err:
+                raise StoreError(f"{path.name}: unreadable shard ({_one_line(err)})") from None
+            for cid, audio in zip(table.column("clip_id").to_pylist(), table.column("audio").to_pylist(),
+                                  strict=True):
+                if audio and audio.get("bytes"):
+                    out.setdefault(cid, set()).add(fingerprint_of_bytes(audio["bytes"]))
+        return out
 
     # -------------------------------------------------------------------------------- writing
 

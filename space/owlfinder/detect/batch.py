@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from owlfinder import audio
-from owlfinder.detect.detection import DEFAULT_PARAMS, Detection, DetectionParams
+from owlfinder.detect.detection import DEFAULT_PARAMS, Detection, DetectionParams, same_threshold
 from owlfinder.detect.engine import iter_detect
 from owlfinder.detect.exports import FORMATS, SUFFIXES, atomic_write_text, write_detection
 from owlfinder.detect.model import OwlClassifier
@@ -186,7 +186,9 @@ def detect_files(
                 "model": clf.name, "model_fingerprint": clf.fingerprint, "window_s": clf.window_s,
                 "hop_s": params.hop_s,
             }:
-                same = (abs(prev.threshold - threshold) < 1e-9 and prev.gap_s == params.gap_s
+                # The JSON keeps the threshold to THRESHOLD_DIGITS: compare at that precision, or a calibrated
+                # threshold (0.8598797) never matches its written self and every re-run rewrites everything.
+                same = (same_threshold(prev.threshold, threshold) and prev.gap_s == params.gap_s
                         and prev.min_duration_s == params.min_duration_s)
                 det = prev if same else prev.rethreshold(threshold, params.gap_s, params.min_duration_s)
                 det.file = name

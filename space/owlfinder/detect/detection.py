@@ -15,7 +15,7 @@ import numpy as np
 from owlfinder.detect.events import Event, merge_events
 from owlfinder.timestamps import offset_time
 
-__all__ = ["DEFAULT_PARAMS", "Detection", "DetectionParams"]
+__all__ = ["DEFAULT_PARAMS", "THRESHOLD_DIGITS", "Detection", "DetectionParams", "same_threshold"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,15 @@ class _LazyField:
         obj.__dict__[self.slot] = value
 
 
+#: Decimal digits the JSON keeps of the threshold (a calibrated one like 0.8598797 is written 0.85988).
+THRESHOLD_DIGITS = 6
+
+
+def same_threshold(written: float, wanted: float) -> bool:
+    """Whether a threshold read back from a result JSON is ``wanted``, at the precision it was written."""
+    return round(float(written), THRESHOLD_DIGITS) == round(float(wanted), THRESHOLD_DIGITS)
+
+
 @dataclass
 class Detection:
     """The result of scanning one recording (complete, or partial while it runs or after a failure).
@@ -134,14 +143,14 @@ class Detection:
                 "hop_s": self.hop_s}
 
     def to_dict(self, *, include_windows: bool = True) -> dict:
-        """The JSON document described in the README (``file, duration_s, ..., windows[], events[]``)."""
+        """The JSON document described in docs/cli.md (``file, duration_s, ..., windows[], events[]``)."""
         doc = {
             "file": self.file,
             "duration_s": round(self.duration_s, 3),
             "sample_rate": self.sample_rate,
             "model": self.model,
             "model_fingerprint": self.model_fingerprint,
-            "threshold": round(self.threshold, 6),
+            "threshold": round(self.threshold, THRESHOLD_DIGITS),
             "window_s": self.window_s,
             "hop_s": self.hop_s,
             "gap_s": self.gap_s,
@@ -182,7 +191,7 @@ class Detection:
         )
 
 
-#: Defaults from the README: 2.5 s hop, 0.7 s gap, the model's calibrated threshold.
+#: Defaults (docs/cli.md): 2.5 s hop, 0.7 s gap, the model's calibrated threshold.
 DEFAULT_PARAMS = DetectionParams()
 
 

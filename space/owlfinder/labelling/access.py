@@ -10,6 +10,10 @@ Detection is always public. Labelling is open until it is configured:
   page's "labelling key" box) may label under any name. For scripts and for testing the gate off Spaces,
   where Hugging Face login is not available. Setting it alone also gates labelling.
 
+Safe by default: when verdicts are pushed to the Hub (``OWL_DATASET`` names a Hub dataset and ``HF_TOKEN`` is
+set), labelling must be gated; :func:`require_gate_for_hub_push` is what the Space checks before it starts.
+Open labelling stays possible for a local data folder that is not pushed.
+
 Nothing here imports gradio: :meth:`LabelGate.check` takes the request's headers and the OAuth profile or
 token as plain values, so the rules are tested without a server.
 """
@@ -27,7 +31,8 @@ from typing import Any
 
 from owlfinder.errors import OwlFinderError
 
-__all__ = ["HEADER", "AccessDenied", "Identity", "LabelGate", "parse_labellers"]
+__all__ = ["HEADER", "AccessDenied", "GateRequired", "Identity", "LabelGate", "hub_push_configured",
+           "parse_labellers", "require_gate_for_hub_push"]
 
 #: The header that carries ``OWL_LABEL_TOKEN``.
 HEADER = "x-owl-label-token"
@@ -36,6 +41,10 @@ _WHOAMI_TTL_S = 600.0
 
 class AccessDenied(OwlFinderError):
     """The caller may not label; ``str(err)`` is one line and never holds a token."""
+
+
+class GateRequired(OwlFinderError, ValueError):
+    """Verdicts would go to the Hub while anyone may label; ``str(err)`` is one line naming the settings."""
 
 
 @dataclass(frozen=True)
@@ -205,3 +214,33 @@ class LabelGate:
                                    "(OWL_LABELLERS)")
             raise AccessDenied("labelling needs a Hugging Face sign-in (or the labelling key)")
         raise AccessDenied("labelling needs the labelling key (OWL_LABEL_TOKEN)")
+
+
+def hub_push_configured(dataset: str | None, hf_token: str | None) -> bool:
+    """Whether verdicts are pushed to the Hub: ``dataset`` (``OWL_DATASET``) is a Hub dataset id and a token
+    (``HF_TOKEN``) is set, the rule :func:`owlfinder.labelling.queue.start_hub_sync` follows."""
+    from owlfinder.data.store import is_hub_id
+
+    repo = (dataset or "").strip()
+    return bool(repo and (hf_token or "").strip() and is_hub_id(repo))
+
+
+def require_gate_for_hub_push(dataset: str | None, hf_token: str | None, labellers: str | None,
+                              label_token: str | None) -> None:
+    """Refuse open labelling when verdicts are pushed to the Hub.
+
+    A public Space that pushes every verdict to a shared dataset would otherwise let any visitor append
+    labels to it. The Space's settings (``AppConfig``) run this check when the Label tab is on, so such a
+    Space refuses to start. Open labelling stays possible for a local data folder that is not pushed.
+
+    Args:
+        dataset, hf_token: ``OWL_DATASET`` and ``HF_TOKEN``.
+        labellers, label_token: ``OWL_LABELLERS`` and ``OWL_LABEL_TOKEN``.
+
+    Raises:
+        GateRequired: Hub push is configured and neither gate setting is; one line naming the settings.
+    """
+    if hub_push_configured(dataset, hf_token) and not LabelGate.from_settings(labellers, label_token).gated:
+        raise GateRequired("OWL_DATASET and HF_TOKEN push every verdict to the Hub, so labelling must be gated: "
+                           "set OWL_LABELLERS (Hugging Face usernames, org:NAME) or OWL_LABEL_TOKEN (a shared "
+                           "key), or set OWL_LABEL_QUEUE=0 to turn labelling off")

@@ -10,6 +10,11 @@ Clips come from detection runs in the Space (:meth:`LabelQueue.add_detection`: e
 scored nearest the threshold) and from ``scripts/chunk.py`` manifests (:meth:`LabelQueue.add_manifest`).
 Their audio is copied into the queue at once, so a deleted upload does not matter.
 
+Clip ids come from the clip's audio and span (:func:`owlfinder.data.schema.clip_id`), never from the
+recording's name, so two recorders' ``20240101_203000.WAV`` both reach the queue in full. Queues and stores
+written before that hold 16-hex-digit name-based ids; those stay valid (their clips are labelled under them),
+and a new clip whose name-based id matches one is taken for that clip only when its audio is the same.
+
 Durability and exactly-once, in the order a verdict is written:
 
 1. one SQLite transaction logs the verdict as ``writing`` (with its ``labelled_at``, unique per clip) and
@@ -63,7 +68,10 @@ from owlfinder.data.schema import (
     SAMPLE_RATE,
     UNSURE,
     VERDICTS,
+    audio_fingerprint,
     clip_id,
+    is_legacy_clip_id,
+    legacy_clip_id,
     normalize_utc,
     utc_now,
 )
@@ -152,6 +160,9 @@ class LabelQueue:
         self._local = threading.local()
         #: The background Hub pusher, when one was started for this queue (see :func:`hub_sync_from_env`).
         self.hub_sync: HubSync | None = None
+        #: Fingerprints of the store's rows with legacy (name-based) ids, read on first need. A row added
+        #: later under a legacy id is a verdict on a clip in this queue's own table, which is checked first.
+        self._legacy_fps: dict[str, set[str]] | None = None
         self._db().executescript(_SCHEMA)  # idempotent; executescript runs in its own transaction
         self.reconcile()
 
@@ -218,6 +229,23 @@ class LabelQueue:
         stored = db.execute("SELECT max(labelled_at) FROM store_rows WHERE clip_id=?", (cid,)).fetchone()[0]
         return _after(_after(utc_now(), last), stored)
 
+    def _known_legacy(self, db: sqlite3.Connection, old: str, fingerprint: str) -> bool:
+        """True when the legacy id ``old`` (queued or labelled before content ids) names this very audio;
+        the same name with other audio is another recording and does not count."""
+        row = db.execute("SELECT audio FROM clips WHERE clip_id=?", (old,)).fetchone()
+        if row is not None:
+            try:
+                prev = sf.read(self.dir / row["audio"], dtype="int16", always_2d=False)[0]
+            except Exception:  # its audio is unreadable: keep the new clip rather than lose it
+                return False
+            return audio_fingerprint(prev) == fingerprint
+        if not self._store_done(db, old):
+            return False
+        if self._legacy_fps is None:  # one pass over the store's legacy rows, then a lookup per clip
+            ids = [r[0] for r in db.execute("SELECT DISTINCT clip_id FROM store_rows")]
+            self._legacy_fps = self.store.fingerprints(i for i in ids if is_legacy_clip_id(i))
+        return fingerprint in self._legacy_fps.get(old, set())
+
     def _store_done(self, db: sqlite3.Connection, cid: str) -> bool:
         """True when the store's latest row for ``cid`` is a verdict (not an undo tombstone)."""
         row = db.execute("SELECT reason FROM store_rows WHERE clip_id=? ORDER BY labelled_at DESC LIMIT 1",
@@ -229,14 +257,17 @@ class LabelQueue:
                  kind: str = "chunk", flag: tuple[float, float] | None = None, wall_clock: str | None = None,
                  filename: str | None = None, group: str | None = None) -> bool:
         """Queue one clip (its audio is saved as 16 kHz FLAC first). Returns ``False`` when the clip is
-        already queued or already labelled in the store."""
+        already queued or already labelled in the store (under its content id, or under the legacy id of
+        ``(source, start_s, end_s)`` with the same audio)."""
         start_s, end_s = round(float(start_s), 3), round(float(end_s), 3)
-        cid = clip_id(source, start_s, end_s)
-        if self._known(self._db(), cid):
-            return False
         y = _audio.resample(_audio.to_mono(np.asarray(y, dtype=np.float32)), int(sr), SAMPLE_RATE)
         if len(y) == 0:
             raise ValueError(f"{source} {start_s:.1f}-{end_s:.1f} s: empty audio")
+        fp = audio_fingerprint(y)
+        cid = clip_id(fp, start_s, end_s)
+        db = self._db()
+        if self._known(db, cid) or self._known_legacy(db, legacy_clip_id(source, start_s, end_s), fp):
+            return False
         rel = f"clips/{cid}.flac"
         data = encode_flac(y, SAMPLE_RATE)
         atomic_write(self.dir / rel, lambda f: f.write(data))  # audio first: a row never points at nothing
@@ -252,7 +283,7 @@ class LabelQueue:
                  None if threshold is None else float(threshold), model, kind,
                  None if flag is None else round(float(flag[0]), 3),
                  None if flag is None else round(float(flag[1]), 3), wall_clock,
-                 filename or _clip_filename(source, start_s), group or source, rel, utc_now()))
+                 filename or _clip_filename(source, start_s, cid), group or source, rel, utc_now()))
         return True
 
     def add_detection(self, det: Detection, source_path: str | os.PathLike, *, n_uncertain: int = 10,
@@ -269,7 +300,8 @@ class LabelQueue:
             source_path: the recording that was scanned.
             n_uncertain: how many near-threshold windows to add besides the events.
             display_name: the recording's name for ``source`` (e.g. the uploaded file's original name);
-                default: its parent folder and file name.
+                default: its parent folder and file name. Only shown: clip ids come from the audio, so
+                recordings with the same name do not collide.
 
         Returns:
             How many clips were newly queued (already queued or labelled clips are not counted).
@@ -293,9 +325,6 @@ class LabelQueue:
             else:
                 mid = (sp.start_s + sp.end_s) / 2
                 flag = (max(sp.start_s, mid - det.window_s / 2), min(sp.end_s, mid + det.window_s / 2))
-            cid = clip_id(source, sp.start_s, sp.end_s)
-            if self._known(self._db(), cid):
-                continue
             y = _audio.load(source_path, SAMPLE_RATE, start_s=sp.start_s, end_s=sp.end_s, info=info)
             if len(y) == 0:
                 logger.warning("%s: no audio at %.1f-%.1f s, not queued", source, sp.start_s, sp.end_s)
@@ -328,18 +357,17 @@ class LabelQueue:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 logger.warning("%s line %d: not a manifest record, skipped", path.name, n)
                 continue
-            cid = clip_id(source, start, end)
-            if rec.get("clip_id") and rec["clip_id"] != cid:
-                logger.warning("%s line %d: clip_id %s does not match its source and span", path.name, n,
-                               rec["clip_id"])
-            if self._known(self._db(), cid):
-                continue
             try:
                 y, sr = sf.read(wav, dtype="float32", always_2d=False)
             except Exception as err:  # missing or unreadable clip
                 logger.warning("%s line %d: %s unreadable (%s), skipped", path.name, n, wav.name,
                                " ".join(str(err).split()))
                 continue
+            given = rec.get("clip_id")
+            if given and not is_legacy_clip_id(given) and int(sr) == SAMPLE_RATE \
+                    and given != clip_id(_audio.to_mono(y), start, end):
+                logger.warning("%s line %d: clip_id %s does not match its audio and span; the audio's id "
+                               "is used", path.name, n, given)
             start_dt = parse_recording_start(Path(source).name)
             added += self.add_clip(
                 y, sr=int(sr), source=source, start_s=start, end_s=end, score=rec.get("score"),

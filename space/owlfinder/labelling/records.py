@@ -126,8 +126,9 @@ class Clip:
     """A clip in the queue.
 
     Attributes:
-        clip_id: :func:`owlfinder.data.schema.clip_id` of ``(source, start_s, end_s)``.
-        source: the recording's machine-independent name.
+        clip_id: :func:`owlfinder.data.schema.clip_id` of the clip's audio and span (or, for clips queued
+            before content ids, the legacy name-based id).
+        source: the recording's display name (an upload's file name, or a path relative to a data root).
         start_s, end_s: the clip's place in the recording (seconds).
         score: the model's score for the clip (``None`` for plain chunks).
         threshold: the detection threshold it was flagged against.
@@ -227,9 +228,10 @@ def _after(ts: str, floor: str | None) -> str:
     return (t + timedelta(microseconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _clip_filename(source: str, start_s: float) -> str:
+def _clip_filename(source: str, start_s: float, cid: str) -> str:
+    # The id's first digits keep clips of two same-named recordings apart in exports that key on filename.
     stem = Path(source).stem or "clip"
-    return f"{stem}_{round(start_s * 1000):09d}.flac"
+    return f"{stem}_{round(start_s * 1000):09d}_{cid[:8]}.flac"
 
 
 #: Identifies this process incarnation (PIDs repeat across container restarts; a fork gets a new token).

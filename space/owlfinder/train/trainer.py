@@ -13,6 +13,8 @@
    class-weighted loss or a balanced sampler, and :class:`TimeBudgetCallback` for time-boxed runs;
 5. :func:`finalize` calibrates the threshold on validation (:mod:`owlfinder.train.calibration`), writes it into
    the saved ``config.json`` with the validation metrics, and writes the model card.
+
+Kept as one module (about 520 lines): these five steps are one pipeline around one Trainer subclass.
 """
 
 from __future__ import annotations

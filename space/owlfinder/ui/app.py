@@ -1,7 +1,7 @@
 """The Space: :func:`build_app` composes the Detect tab, the Label tab (when a labelling queue is given) and
 the API; :func:`main` reads the environment and launches it (``python space/app.py``).
 
-API (``gradio_client``; see ``docs/readme/space.md``):
+API (``gradio_client``; see ``docs/space.md``):
 
 - ``/detect (audio: file, threshold: float | None = None) -> dict``: the engine's detection JSON
   (``file, duration_s, threshold, windows[], events[]`` and the scan settings);
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 
 from owlfinder.ui.callbacks import gr_error
-from owlfinder.ui.config import AppConfig
+from owlfinder.ui.config import AppConfig, ConfigError
 from owlfinder.ui.detect_service import DetectService, ServiceError
 from owlfinder.ui.detect_tab import build_detect_tab
 
@@ -205,6 +206,10 @@ def main() -> None:
     """Read the environment, build the Space and serve it (blocking)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = AppConfig.from_env()
+    try:
+        cfg = AppConfig.from_env()
+    except ConfigError as err:  # a bad or unsafe setting: one line naming it, no traceback, no server
+        print(f"error: {err.public_message}", file=sys.stderr)
+        raise SystemExit(2) from None
     demo = build_app(cfg, open_label_queue(cfg))
     demo.launch(**launch_kwargs(cfg))

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from owlfinder.errors import OwlFinderError
+from owlfinder.labelling.access import GateRequired, require_gate_for_hub_push
 from owlfinder.ui.zerogpu import on_zero_gpu
 
 __all__ = ["ENV_VARS", "AppConfig", "ConfigError", "parse_size"]
 
-#: Environment variable -> what it sets (the README's table is generated from the same words).
+#: Environment variable -> what it sets (the table in docs/space.md says the same).
 ENV_VARS: dict[str, str] = {
     "OWL_MODEL": "classifier: Hub id or local folder (default: the bundled starter model)",
     "OWL_DATA_DIR": "working data: the labelling queue and dataset (default ./owl_data)",
@@ -169,6 +170,14 @@ class AppConfig:
     space_id: str | None = None
     zero_gpu: bool = False
 
+    def __post_init__(self) -> None:
+        # Safe by default: a Space that pushes verdicts to the Hub must not let anyone label.
+        if self.label_queue:
+            try:
+                require_gate_for_hub_push(self.dataset, self.hf_token, self.labellers, self.label_token)
+            except GateRequired as err:
+                raise ConfigError(str(err)) from None
+
     @property
     def max_duration_s(self) -> float:
         return self.max_hours * 3600.0
@@ -187,7 +196,9 @@ class AppConfig:
         """Read the settings from ``environ`` (default :data:`os.environ`); ``overrides`` win.
 
         Raises:
-            ConfigError: a variable that cannot be parsed or is out of range; the message names it.
+            ConfigError: a variable that cannot be parsed or is out of range, or verdicts pushed to the Hub
+                (``OWL_DATASET`` + ``HF_TOKEN``) with labelling open (neither ``OWL_LABELLERS`` nor
+                ``OWL_LABEL_TOKEN``); the message names the variables.
         """
         env = os.environ if environ is None else environ
         raw_upload = _get(env, "OWL_MAX_UPLOAD")

@@ -21,6 +21,11 @@ that reaches the queue just after the first one took it.
 Limits: ``max_upload_bytes`` (gradio refuses larger uploads; the service checks again), ``max_hours`` (from
 the header, before any decoding) and ``max_request_s`` (checked between batches while scanning). Messages
 never hold a server path: :func:`owlfinder.errors.scrub_paths` cuts them to file names.
+
+Why one module of about 730 lines: the upload life cycle (take, share, release, sweep) and the scan it
+serves hold each other's invariants (who may remove which file, when); the scan itself is the engine's
+(:func:`owlfinder.detect.engine.iter_detect`, or :func:`~owlfinder.detect.engine.scan_windows` in ZeroGPU
+slices), the pictures are :mod:`owlfinder.ui.plots`.
 """
 
 from __future__ import annotations
