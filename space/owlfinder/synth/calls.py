@@ -210,7 +210,7 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**31 - 1))
 
 
-def sample_owl_params(rng: np.random.Generator, sex: str | None = None) -> OwlCallParams:
+def sample_owl_params(rng: np.random.Generator, sex: str | None = None, *, wide: bool = False) -> OwlCallParams:
     """Draw a Powerful Owl double hoot from the published ranges.
 
     Args:
@@ -222,7 +222,11 @@ def sample_owl_params(rng: np.random.Generator, sex: str | None = None) -> OwlCa
         450-530 Hz; the second note 0-3.5 % higher in males (about a third flat), 1-5 % higher in females;
         note 1 lasts 0.4-0.62 s (5 % of calls up to 0.95 s), note 2 0.3-0.5 s and shorter; onsets about
         0.9 s apart; each note glides up 12-22 % into its pitch and falls 8-18 % at its end (the arch).
+        With ``wide=True`` the draw spans the soft edges of the description instead (see
+        :func:`sample_owl_params_wide`).
     """
+    if wide:
+        return sample_owl_params_wide(rng, sex=sex)
     if sex is None:
         sex = "male" if rng.random() < 0.5 else "female"
     if sex == "male":
@@ -256,6 +260,55 @@ def sample_owl_params(rng: np.random.Generator, sex: str | None = None) -> OwlCa
         vibrato_hz=float(rng.uniform(3.0, 8.0)),
         vibrato_depth=float(rng.uniform(0.0, 0.005)),
         jitter=float(rng.uniform(0.001, 0.004)),
+        lowpass_hz=_distance_lowpass(rng),
+        seed=_seed(rng),
+        **_echoes(rng),
+    )
+
+
+def sample_owl_params_wide(rng: np.random.Generator, sex: str | None = None) -> OwlCallParams:
+    """Draw a Powerful Owl call across the soft edges of the published description.
+
+    Unlike :func:`sample_owl_params` (the typical double hoot), nothing the description leaves open is fixed:
+    12 % single hoots; the second note from 3 % lower to 10 % higher (about a third within 2 % of the
+    first), 0.5-1.4 times as long as the first (so shorter, equal or longer) and -6..+4 dB relative to it;
+    onset glide 0-25 % deep (15 % of calls none) over 0.03-0.2 s; end fall 0-18 %; pure to breathy
+    (noise 0.3-30 % of the tone, log-uniform); weak to moderate harmonics (2nd 1-40 %).
+    """
+    if sex is None:
+        sex = "male" if rng.random() < 0.55 else "female"
+    if sex == "male":
+        f0 = rng.uniform(350.0, 385.0) if rng.random() < 0.55 else rng.uniform(345.0, 430.0)
+    elif sex == "female":
+        f0 = rng.uniform(445.0, 550.0)
+    else:
+        raise SynthError(f"sex must be 'male', 'female' or None, not {sex!r}")
+    u = rng.random()
+    ratio2 = rng.uniform(0.97, 1.0) if u < 0.12 else rng.uniform(1.0, 1.02) if u < 0.35 else rng.uniform(1.02, 1.10)
+    d1 = float(rng.uniform(0.3, 0.85))
+    if rng.random() < 0.12:  # a single hoot
+        onsets, durs, ratios, gains = (0.0,), (d1,), (1.0,), (1.0,)
+    else:
+        d2 = float(np.clip(d1 * rng.uniform(0.5, 1.4), 0.25, 0.95))
+        spacing = float(np.clip(rng.normal(0.9, 0.1), 0.65, 1.3))
+        spacing = max(spacing, d1 + float(rng.uniform(0.1, 0.25)))
+        onsets, durs = (0.0, spacing), (d1, d2)
+        ratios, gains = (1.0, float(ratio2)), (1.0, float(10.0 ** (rng.uniform(-6.0, 4.0) / 20.0)))
+    return OwlCallParams(
+        kind="owl", sex=sex, f0_hz=float(f0), note_onsets_s=onsets, note_durations_s=durs,
+        note_f0_ratios=ratios, note_gains=gains,
+        glide_s=float(rng.uniform(0.03, 0.2)),
+        glide_depth=0.0 if rng.random() < 0.15 else float(rng.uniform(0.0, 0.25)),
+        arch_depth=float(rng.uniform(0.0, 0.05)),
+        fall_depth=float(rng.uniform(0.0, 0.18)),
+        fall_frac=float(rng.uniform(0.15, 0.5)),
+        attack_s=float(rng.uniform(0.01, 0.08)),
+        release_frac=float(rng.uniform(0.08, 0.35)),
+        harmonics=(float(rng.uniform(0.01, 0.4)), float(rng.uniform(0.0, 0.15)), float(rng.uniform(0.0, 0.06))),
+        noise=float(np.exp(rng.uniform(np.log(0.003), np.log(0.3)))),
+        vibrato_hz=float(rng.uniform(2.5, 8.0)),
+        vibrato_depth=float(rng.uniform(0.0, 0.008)),
+        jitter=float(rng.uniform(0.0, 0.006)),
         lowpass_hz=_distance_lowpass(rng),
         seed=_seed(rng),
         **_echoes(rng),
