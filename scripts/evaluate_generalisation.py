@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mining", action="store_true", help="no hard-negative round")
     p.add_argument("--real-share", type=float, default=None,
                    help="fraction of each batch's negatives drawn from real recordings (mined apart)")
+    p.add_argument("--init-from", default=None,
+                   help="warm start every fold from this model folder (fair only if it never saw the held-out family)")
     p.add_argument("--tag", default="", help="name of this recipe variant (results go to WORK/TAG)")
     args = p.parse_args(argv)
     if not (args.shared / "MANIFEST.tsv").is_file():
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
               f"{len({f['site'] for f in files})} sites", flush=True)
     recipe = RecipeConfig(model=args.model, steps=args.steps, lr=args.lr, time_budget_s=args.time_budget_min * 60,
-                          mine_after=None if args.no_mining else 0.5, real_share=args.real_share)
+                          mine_after=None if args.no_mining else 0.5, real_share=args.real_share,
+                          init_from=args.init_from)
     res_dir = args.work / (args.tag or "default")
     res_dir.mkdir(parents=True, exist_ok=True)
     results_path = res_dir / "lofo.json"

@@ -53,6 +53,9 @@ class RecipeConfig:
         cache_features: compute each clip's log-mel power once and augment there (mixing adds powers), instead
             of recomputing features from augmented audio every step (several times slower on a CPU).
         time_budget_s: wall-clock limit in s.
+        init_from: a model folder (or Hub id) to start from instead of ``model``'s fresh weights (warm start:
+            its architecture and feature extractor are kept). A leave-one-family-out fold is only fair when that
+            model never saw the held-out family.
     """
 
     model: str = "owl-whisper-tiny"
@@ -76,6 +79,7 @@ class RecipeConfig:
     cache_features: bool = True
     real_share: float | None = None
     time_budget_s: float | None = None
+    init_from: str | None = None
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -199,7 +203,15 @@ def train_recipe(pos: np.ndarray, neg: np.ndarray, config: RecipeConfig | None =
     c = config or RecipeConfig()
     torch.manual_seed(c.seed)
     rng = np.random.default_rng(c.seed)
-    model, fe, _ = build_model(from_config=c.model, sampling_rate=sampling_rate, window_s=window_s)
+    if c.init_from:
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        model = AutoModelForAudioClassification.from_pretrained(c.init_from)
+        fe = AutoFeatureExtractor.from_pretrained(c.init_from)
+        if model.config.label2id.get("owl") != _OWL:
+            raise ValueError(f"{c.init_from}: warm start needs the owl label at index {_OWL}")
+    else:
+        model, fe, _ = build_model(from_config=c.model, sampling_rate=sampling_rate, window_s=window_s)
     logmel = WhisperLogMel.for_extractor(fe, pos.shape[1])
     cached = c.cache_features and logmel is not None
     if cached:  # features once; steps then mix and mask in the mel-power domain
