@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> dict:
             row, scores = _detect_row(key, model, backend, r, r_s, onnx_cache, args.extra)
             if backend == "torch":
                 ref = scores
-            diff = (max(abs(a - b) for a, b in zip(scores, ref)) if ref and scores and len(ref) == len(scores)
+            diff = (max(abs(a - b) for a, b in zip(scores, ref, strict=False)) if ref and scores and len(ref) == len(scores)
                     else None)
             rec_row = {"model": key, "backend": backend, "x_realtime": row.x_realtime, "wall_s": row.wall_s,
                        "cpu_s": row.cpu_s, "peak_rss_mb": row.peak_rss_mb, "audio_s": r_s, "ok": row.ok,

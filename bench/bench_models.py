@@ -111,7 +111,7 @@ def _spread_head(model, fe, seed: int = 1, target_std: float = 1.5) -> float:
     rng = np.random.default_rng(seed)
     t = np.arange(5 * 16000) / 16000
     probe = [rng.standard_normal(len(t)) * a + (b * np.sin(2 * np.pi * f * t))
-             for a, b, f in zip(rng.uniform(0.001, 0.3, 12), rng.uniform(0, 0.3, 12), rng.uniform(200, 3000, 12))]
+             for a, b, f in zip(rng.uniform(0.001, 0.3, 12), rng.uniform(0, 0.3, 12), rng.uniform(200, 3000, 12), strict=False)]
     last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         x = fe([p.astype(np.float32) for p in probe], sampling_rate=16000, return_tensors="pt")

@@ -120,7 +120,7 @@ def end_to_end(rec: Path, folder: Path, device: str, segments: int, batch_size: 
     seq = scan(None)
     seq_s = time.perf_counter() - t
     cuts = np.linspace(0, n_grid, segments + 1).astype(int)
-    ranges = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]
+    ranges = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=False)]
     ranges[-1] = (ranges[-1][0], None)  # the last range takes the end-aligned final window too
     t = time.perf_counter()
     with ThreadPoolExecutor(max_workers=segments) as pool:
