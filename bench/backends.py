@@ -146,11 +146,11 @@ def render(results: dict) -> str:
         x = r["x_realtime"]
         if r["backend"] == "torch":
             base[r["model"]] = x
-        vs_t = x / base[r["model"]] if r["model"] in base and r["ok"] else float("nan")
-        vs_bn = x / bn_ref if bn_ref and r["ok"] else float("nan")
+        vs_t = f"{x / base[r['model']]:.2f}" if r["model"] in base and r["ok"] else ""
+        vs_bn = f"{x / bn_ref:.2f}" if bn_ref and r["ok"] else ""
         pr = r.get("p_range") if r["backend"] == "torch" else None
         lines.append(
-            f"| {MODELS[r['model']][0]} | {r['backend']} | {x:.1f} | {vs_bn:.2f} | {vs_t:.2f} | "
+            f"| {MODELS[r['model']][0]} | {r['backend']} | {x:.1f} | {vs_bn} | {vs_t} | "
             f"{'' if r['max_dp'] is None else format(r['max_dp'], '.4f')} | "
             f"{'' if not pr else f'{pr[0]:.2f}-{pr[1]:.2f}'} | "
             f"{'' if r['export_s'] is None else format(r['export_s'], '.1f')} | {r['peak_rss_mb']:.0f} |"

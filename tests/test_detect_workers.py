@@ -19,21 +19,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=300)
 
 
-def test_workers_match_one_process_and_resume(tmp_path, tiny_model_dir):
+def test_workers_match_one_process_and_resume(tmp_path, tiny_model_dir, monkeypatch):
+    """docs/onnx.md's command: ``--backend onnx-int8 --workers 2`` over a folder."""
+    monkeypatch.setenv("OWL_ONNX_CACHE", str(tmp_path / "onnx"))
     survey = tmp_path / "survey"
     survey.mkdir()
     for i, freq in enumerate((300.0, 500.0, 700.0)):
         write_tone_file(survey / f"site{i}.flac", 6.0 + 2 * i, sr=44100, channels=2, freq=freq, seed=i)
     (survey / "broken.wav").write_bytes(b"RIFF not audio")
 
-    two = run_cli(str(survey), "--out", str(tmp_path / "two"), "--workers", "2", "--model", str(tiny_model_dir),
+    two = run_cli(str(survey), "--out", str(tmp_path / "two"), "--backend", "onnx-int8", "--workers", "2",
+                  "--model", str(tiny_model_dir),
                   "--quiet", "--formats", "json", "csv")
     assert two.returncode == 1, two.stderr  # the broken file fails; the others are done
-    assert "over 2 worker processes" in two.stderr
+    assert "over 2 worker processes" in two.stderr and "(onnx-int8)" in two.stderr
+    assert len(list((tmp_path / "onnx").glob("*/model.int8.onnx"))) == 1  # exported once, before the workers
     assert sum("error:" in line and "broken.wav" in line for line in two.stderr.splitlines()) == 1
 
     # One process, in this one, on the same files: the same rows and window scores.
-    clf = load_classifier(tiny_model_dir, device="cpu")
+    clf = load_classifier(tiny_model_dir, device="cpu", backend="onnx-int8")
     inputs, _ = batch.collect_inputs([survey])
     one = batch.detect_files(inputs, tmp_path / "one", clf, DetectionParams(batch_size=32), formats=["json"])
     rows_two = batch.read_summary(tmp_path / "two" / "summary.csv")

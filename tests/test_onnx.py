@@ -148,3 +148,12 @@ def test_bad_backend_and_device_are_one_line_errors(trained):
         load_classifier(trained["ast"], backend="tensorrt")
     with pytest.raises(ModelError, match="CPU only"):
         load_classifier(trained["ast"], device="cuda:0" if torch.cuda.is_available() else "meta", backend="onnx")
+
+
+def test_space_keeps_torch_unless_configured():
+    from owlfinder.ui.config import AppConfig, ConfigError
+
+    assert AppConfig.from_env({}).backend == "torch"
+    assert AppConfig.from_env({"OWL_BACKEND": "ONNX-int8", "OWL_DEVICE": "cpu"}).backend == "onnx-int8"
+    with pytest.raises(ConfigError, match="OWL_BACKEND='tensorrt'"):
+        AppConfig.from_env({"OWL_BACKEND": "tensorrt"})
