@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
     if "birdnet" not in args.skip:
         bn = _birdnet(rec, audio_s, args.birdnet_path)
         results["birdnet"] = {"x_realtime": bn.x_realtime, "ok": bn.ok, "note": bn.note, "wall_s": bn.wall_s,
-                              "peak_rss_mb": bn.peak_rss_mb}
+                              "cpu_s": bn.cpu_s, "audio_s": audio_s, "peak_rss_mb": bn.peak_rss_mb}
         print(f"birdnet: {bn.x_realtime:.1f}x real time {bn.note}", file=sys.stderr, flush=True)
     for key in args.models:
         model = _model(key, cache)
@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> dict:
             print(json.dumps(rec_row), file=sys.stderr, flush=True)
     if "birdnet" not in args.skip and args.birdnet_twice:  # a second BirdNET run: load drifts over a long run
         bn = _birdnet(rec, audio_s, None)
-        results["birdnet_after"] = {"x_realtime": bn.x_realtime, "ok": bn.ok, "note": bn.note}
+        results["birdnet_after"] = {"x_realtime": bn.x_realtime, "ok": bn.ok, "note": bn.note, "cpu_s": bn.cpu_s,
+                                    "audio_s": audio_s}
     return results
 
 
@@ -139,8 +140,10 @@ def render(results: dict) -> str:
                      + " real time (before / after the project rows)")
     elif bn:
         lines.append(f"BirdNET: not run ({bn.get('note')})")
-    lines += ["", "| model | backend | × real time | vs BirdNET | vs torch fp32 | max \\|Δp\\| vs fp32 | "
-              "fp32 p range | export s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    if bn.get("cpu_s"):
+        lines.append(f"BirdNET CPU time: {bn['cpu_s'] / bn['audio_s'] * 3600:.0f} CPU-s per audio hour")
+    lines += ["", "| model | backend | × real time | vs BirdNET | vs torch fp32 | CPU-s per audio h | max \\|Δp\\| vs "
+              "fp32 | fp32 p range | export s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
     base: dict[str, float] = {}
     for r in results["rows"]:
         x = r["x_realtime"]
@@ -151,6 +154,7 @@ def render(results: dict) -> str:
         pr = r.get("p_range") if r["backend"] == "torch" else None
         lines.append(
             f"| {MODELS[r['model']][0]} | {r['backend']} | {x:.1f} | {vs_bn} | {vs_t} | "
+            f"{r['cpu_s'] / r['audio_s'] * 3600:.0f} | "
             f"{'' if r['max_dp'] is None else format(r['max_dp'], '.4f')} | "
             f"{'' if not pr else f'{pr[0]:.2f}-{pr[1]:.2f}'} | "
             f"{'' if r['export_s'] is None else format(r['export_s'], '.1f')} | {r['peak_rss_mb']:.0f} |"
