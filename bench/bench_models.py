@@ -92,3 +92,82 @@ def describe(folder: str | Path) -> str:
     dims = cfg.get("d_model") or cfg.get("hidden_size")
     layers = cfg.get("encoder_layers") or cfg.get("num_hidden_layers")
     return f"{arch} (width {dims}, {layers} layers, {size / 1e6:.1f} MB, {pre.get('sampling_rate')} Hz)"
+
+
+#: AST's kaldi fbank gives 1 + (80000 - 400) // 160 = 498 frames for a 5 s window at 16 kHz.
+AST_5S_FRAMES = 1 + (5 * 16000 - 400) // 160
+
+
+def _spread_head(model, fe, seed: int = 1, target_std: float = 1.5) -> float:
+    """Rescale the last Linear layer so the owl-vs-other logit difference has ``target_std`` over probe audio.
+
+    A random head gives probabilities within 1e-3 of 0.5, which would hide any backend's drift; a fine-tuned
+    head spreads them over (0, 1). The scale (hundreds of times for a random encoder, whose pooled features
+    hardly vary) amplifies the int8 noise of the encoder with it, so the drifts measured are pessimistic.
+    """
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(5 * 16000) / 16000
+    probe = [rng.standard_normal(len(t)) * a + (b * np.sin(2 * np.pi * f * t))
+             for a, b, f in zip(rng.uniform(0.001, 0.3, 12), rng.uniform(0, 0.3, 12), rng.uniform(200, 3000, 12), strict=False)]
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        x = fe([p.astype(np.float32) for p in probe], sampling_rate=16000, return_tensors="pt")
+        logits = model.eval()(**{model.main_input_name: x[model.main_input_name]}).logits
+        d = logits[:, 0] - logits[:, 1]
+        s = float(target_std / d.std().clamp_min(1e-12))
+        last.weight.mul_(s)
+        last.bias.mul_(s)
+        shift = s * float(d.mean()) / 2
+        last.bias[0] -= shift
+        last.bias[1] += shift
+    return s
+
+
+def _save_spread(folder: Path, model, fe) -> Path:
+    model.config.owl_head_scale = _spread_head(model, fe)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    return folder
+
+
+def sewd_tiny_size_spread(folder: str | Path, seed: int = 0) -> Path:
+    """:func:`sewd_tiny_size` with a spread head (for score differences between backends)."""
+    import torch
+    from transformers import SEWDConfig, SEWDForSequenceClassification, Wav2Vec2FeatureExtractor
+
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    torch.manual_seed(seed)
+    model = SEWDForSequenceClassification(SEWDConfig(**SEWD_TINY_SIZE, **_label_kwargs()))
+    return _save_spread(folder, model, Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True))
+
+
+def wav2vec2_base_size(folder: str | Path, seed: int = 0) -> Path:
+    """A wav2vec2 classifier the size of ``facebook/wav2vec2-base`` (95 M parameters), spread head."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(Wav2Vec2Config(**_label_kwargs()))
+    return _save_spread(folder, model, Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True))
+
+
+def ast_size(folder: str | Path, seed: int = 0) -> Path:
+    """An AST classifier the size of ``MIT/ast-finetuned-audioset`` (87 M parameters) on 5 s windows, spread head."""
+    import torch
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    torch.manual_seed(seed)
+    model = ASTForAudioClassification(ASTConfig(max_length=AST_5S_FRAMES, **_label_kwargs()))
+    return _save_spread(folder, model, ASTFeatureExtractor(max_length=AST_5S_FRAMES))

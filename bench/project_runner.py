@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recording", type=Path)
     p.add_argument("--model", default=None, help="model folder (default: the bundled starter model)")
-    p.add_argument("--backend", default="torch", choices=["torch", "int8"])
+    p.add_argument("--backend", default="torch", choices=["torch", "int8", "onnx", "onnx-int8"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--hop", type=float, default=2.5)

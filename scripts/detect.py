@@ -2,6 +2,7 @@
 """Find Powerful Owl calls in recordings and write JSON, CSV, Raven and Audacity results.
 
     python scripts/detect.py RECORDING_OR_FOLDER... --out results/
+    python scripts/detect.py /surveys/2024/ --out results/ --backend onnx-int8 --workers 8   # CPU server
     accelerate launch scripts/detect.py /surveys/2024/ --out results/   # files sharded across processes
 
 A file that fails gets one line on stderr and a row in summary.csv; the run goes on and the exit code is 1.
@@ -21,7 +22,7 @@ from owlfinder.audio import quiet_decoder_messages
 from owlfinder.detect import batch
 from owlfinder.detect.detection import DetectionParams
 from owlfinder.detect.exports import FORMATS
-from owlfinder.detect.model import ModelError, load_classifier
+from owlfinder.detect.model import BACKENDS, ModelError, load_classifier
 
 #: Narrower terminals (or ones that report no width, as some CI and container consoles do) get plain lines.
 MIN_BAR_WIDTH = 40
@@ -59,8 +60,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-duration", type=float, default=0.0, help="drop events shorter than this, in s")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (32 CPU, 256 GPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--backend", default="torch", choices=["torch", "int8"],
-                   help="torch (fp16 on CUDA) or int8 dynamic quantisation on CPU")
+    p.add_argument("--backend", default="torch", choices=list(BACKENDS),
+                   help="torch (fp16 on CUDA), int8 (torch dynamic quantisation), onnx or onnx-int8 (ONNX "
+                        "Runtime, exported once and cached; CPU only; see docs/onnx.md)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="CPU processes scanning files in parallel, one thread each (default 1)")
     p.add_argument("--positive-label", default=None, help="the model's owl label, if not guessable")
     p.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS),
                    help="result formats (default: all)")
@@ -81,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     rank = state.process_index if state else 0
     world = state.num_processes if state else 1
     device = str(state.device) if state and args.device == "auto" else args.device
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        if distributed:
+            print("error: --workers and accelerate launch do not mix; use one or the other", file=sys.stderr)
+            return 2
+        device = "cpu"
 
     try:
         clf = load_classifier(args.model, device=device, positive_label=args.positive_label,
@@ -108,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         sites = (f" ({len(clf.site_thresholds)} per-site: "
                  + ", ".join(f"{k} {v['threshold']:.3f}" for k, v in sorted(clf.site_thresholds.items())) + ")"
                  if clf.site_thresholds and params.threshold is None else "")
-        print(f"model {clf.name} on {clf.device} | threshold {threshold:.3f}{sites} | {len(inputs)} recording(s)"
-              + (f" over {world} processes" if world > 1 else ""), file=sys.stderr)
+        print(f"model {clf.name} on {clf.device} ({clf.backend}) | threshold {threshold:.3f}{sites} | "
+              f"{len(inputs)} recording(s)" + (f" over {world} processes" if world > 1 else "")
+              + (f" over {args.workers} worker processes" if args.workers > 1 else ""), file=sys.stderr)
 
     bars = not args.quiet and _bar_width(sys.stderr) >= MIN_BAR_WIDTH
     plain = not args.quiet and not bars
@@ -144,6 +157,22 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {msg}")
 
     results = []
+    if args.workers > 1 and len(mine) > 1:
+        from owlfinder.detect.parallel import detect_files_parallel
+
+        def on_done(res: batch.FileResult) -> None:
+            nonlocal done_files
+            done_files += 1
+            total_bar.update(1)
+            if res.status == "error":
+                on_error(f"{res.file}: {res.error}")
+            elif plain:
+                say(f"[{done_files}/{len(mine)}] {res.file}: {res.status}")
+
+        results = detect_files_parallel(mine, args.out, args.model, params, workers=min(args.workers, len(mine)),
+                                        backend=args.backend, positive_label=args.positive_label,
+                                        formats=args.formats, force=args.force, on_done=on_done)
+        mine = []
     with quiet_decoder_messages() as skipped:  # libmpg123 prints a line per damaged MP3 frame
         for item in mine:
             got = batch.detect_files([item], args.out, clf, params, formats=args.formats, force=args.force,

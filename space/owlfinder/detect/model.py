@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import torch
 from owlfinder.errors import OwlFinderError
 
 __all__ = [
+    "BACKENDS",
     "BUNDLED_MODEL",
     "DEFAULT_THRESHOLD",
     "DEFAULT_WINDOW_S",
@@ -40,6 +42,11 @@ DEFAULT_WINDOW_S = 5.0
 THRESHOLD_KEY = "owl_threshold"
 WINDOW_KEY = "owl_window_s"
 SITE_THRESHOLDS_KEY = "owl_site_thresholds"
+
+#: The scoring backends (see :func:`load_classifier`).
+BACKENDS = ("torch", "int8", "onnx", "onnx-int8")
+#: torch's dynamic int8 also takes one activation scale per tensor, so ``int8`` scores one window per call too.
+INT8_CPU_CHUNK = 1
 
 _NEGATED = re.compile(r"^(not|no|non)[\s_\-]", re.IGNORECASE)
 
@@ -114,7 +121,7 @@ class OwlClassifier:
         fingerprint: short hash of the config, so results from another model are never mixed up.
     """
 
-    model: torch.nn.Module
+    model: torch.nn.Module | None
     feature_extractor: object
     name: str
     positive_index: int
@@ -131,6 +138,11 @@ class OwlClassifier:
     #: quarter of the scratch memory), the whole batch for small ones such as the starter model (passes of
     #: 8 were 1.25x slower there). Scores are the same either way: windows are independent.
     cpu_chunk: int | None = None
+    #: Features -> logits without torch (the ``onnx`` backends, :class:`owlfinder.detect.onnx.OnnxRunner`):
+    #: called with :meth:`features`' dict, returns float32 logits ``[B, labels]``; ``model`` is then ``None``.
+    runner: Callable[[dict], np.ndarray] | None = field(default=None, repr=False, compare=False)
+    #: The backend that scores: torch, int8, onnx or onnx-int8.
+    backend: str = "torch"
     #: A faster, equivalent path for the feature extractor when one exists (see :class:`WhisperLogMel`).
     _fast_features: WhisperLogMel | None = field(default=None, repr=False, compare=False)
     #: Per-site thresholds (``owl_site_thresholds`` in the config): ``{site: {"threshold", "message", ...}}``.
@@ -138,7 +150,7 @@ class OwlClassifier:
 
     def __post_init__(self) -> None:
         if self.cpu_chunk is None:
-            params = self.model.parameters() if hasattr(self.model, "parameters") else ()
+            params = self.model.parameters() if self.model is not None else ()
             self.cpu_chunk = _cpu_chunk(sum(p.numel() for p in params))
         if self._fast_features is None:
             self._fast_features = WhisperLogMel.for_extractor(self.feature_extractor, self.window_samples)
@@ -198,7 +210,10 @@ class OwlClassifier:
                                for i in range(0, n, step)])
 
     def _predict(self, inputs: dict[str, torch.Tensor]) -> np.ndarray:
-        logits = self.model(**inputs).logits.float()  # fp16 weights and inputs on CUDA, fp32 on the CPU
+        if self.runner is not None:
+            logits = torch.from_numpy(self.runner(inputs))
+        else:
+            logits = self.model(**inputs).logits.float()  # fp16 weights and inputs on CUDA, fp32 on the CPU
         return torch.softmax(logits, dim=-1)[:, self.positive_index].cpu().numpy()
 
     def score(self, batch: np.ndarray) -> np.ndarray:
@@ -293,6 +308,8 @@ def load_classifier(
     positive_label: str | None = None,
     backend: str = "torch",
     token: str | None = None,
+    threads: int | None = None,
+    onnx_cache: str | os.PathLike | None = None,
 ) -> OwlClassifier:
     """Load a classifier from a Hub repo id or a local folder.
 
@@ -300,9 +317,14 @@ def load_classifier(
         model: Hub id or folder; ``None`` uses :func:`default_model`.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         positive_label: name of the owl label when it cannot be guessed.
-        backend: ``"torch"`` (fp16 on CUDA, fp32 on CPU) or ``"int8"`` (dynamic int8 quantisation of the
-            linear layers, CPU only).
+        backend: ``"torch"`` (fp16 on CUDA, fp32 on CPU), ``"int8"`` (dynamic int8 quantisation of the
+            linear layers, CPU only), ``"onnx"`` or ``"onnx-int8"`` (ONNX Runtime on the CPU, exported once
+            and cached: see :mod:`owlfinder.detect.onnx`). The int8 backends score one window per call, so a
+            window's score does not depend on the other windows of its batch.
         token: Hub token for private models (defaults to the environment).
+        threads: intra-op threads of the ONNX Runtime session (default: ``$OWL_ONNX_THREADS``, else the cores
+            this process may use); the torch backends take theirs from the engine.
+        onnx_cache: where exported models are cached (default: :func:`owlfinder.detect.onnx.default_cache_dir`).
 
     Raises:
         ModelError: the model cannot be found or loaded, or has no owl label.
@@ -312,7 +334,13 @@ def load_classifier(
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would drown the detection progress
     name = str(model) if model is not None else default_model()
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r} (choose one of {', '.join(BACKENDS)})")
     dev = resolve_device(device)
+    if backend != "torch" and dev.type != "cpu":
+        raise ModelError(f"backend {backend!r} runs on the CPU only; use --device cpu")
+    if backend in ("onnx", "onnx-int8"):
+        return _load_onnx(name, backend, positive_label, token, threads, onnx_cache)
     try:
         config = AutoConfig.from_pretrained(name, token=token)
         fe = AutoFeatureExtractor.from_pretrained(name, token=token)
@@ -327,11 +355,7 @@ def load_classifier(
     n_params = sum(p.numel() for p in net.parameters())  # before int8 packs the linear layers away
     dtype = torch.float32
     if backend == "int8":
-        if dev.type != "cpu":
-            raise ModelError("backend 'int8' runs on the CPU only; use --device cpu")
         net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
-    elif backend != "torch":
-        raise ModelError(f"unknown backend {backend!r} (choose torch or int8)")
     elif dev.type == "cuda":
         dtype = torch.float16
     net = net.to(dev, dtype=dtype) if backend == "torch" else net
@@ -350,8 +374,46 @@ def load_classifier(
         fingerprint=_fingerprint(name, config),
         dtype=dtype,
         labels={int(k): str(v) for k, v in id2label.items()},
-        cpu_chunk=_cpu_chunk(n_params),
+        cpu_chunk=INT8_CPU_CHUNK if backend == "int8" else _cpu_chunk(n_params),
+        backend=backend,
         site_thresholds=_site_thresholds(config, name),
+    )
+
+
+def _load_onnx(name: str, backend: str, positive_label: str | None, token: str | None, threads: int | None,
+               cache: str | os.PathLike | None) -> OwlClassifier:
+    """The ``onnx`` backends: config and feature extractor from the model, the weights only to export once."""
+    from transformers import AutoConfig, AutoFeatureExtractor
+
+    from owlfinder.detect import onnx
+
+    try:
+        folder = onnx.local_model_dir(name, token)
+        config = AutoConfig.from_pretrained(folder)
+        fe = AutoFeatureExtractor.from_pretrained(folder)
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot load model {name!r}: {first}") from None
+    except (ValueError, KeyError) as err:
+        raise ModelError(f"{name!r} is not an audio-classification model: {err}") from None
+    id2label = dict(getattr(config, "id2label", {}) or {})
+    pos = find_positive_index(id2label, positive_label)
+    sr = int(getattr(fe, "sampling_rate", 16000) or 16000)
+    window_s = _window_seconds(config, fe)
+    try:
+        path = onnx.export_onnx(folder, int(round(window_s * sr)), quantize=backend == "onnx-int8",
+                                cache_dir=cache)
+        runner = onnx.OnnxRunner(path, threads)
+    except Exception as err:  # the exporter's and ORT's errors are many and long: one line, named
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot export {name!r} to ONNX: {first[:300]}") from None
+    threshold = getattr(config, THRESHOLD_KEY, None)
+    return OwlClassifier(
+        model=None, feature_extractor=fe, name=name, positive_index=pos, sampling_rate=sr, window_s=window_s,
+        threshold=float(threshold) if threshold is not None else DEFAULT_THRESHOLD, device=torch.device("cpu"),
+        fingerprint=_fingerprint(name, config), labels={int(k): str(v) for k, v in id2label.items()},
+        cpu_chunk=onnx.ONNX_INT8_CPU_CHUNK if backend == "onnx-int8" else onnx.ONNX_CPU_CHUNK,
+        runner=runner, backend=backend, site_thresholds=_site_thresholds(config, name),
     )
 
 

@@ -115,6 +115,8 @@ class AppConfig:
         max_request_s: longest a detection may run (seconds of scanning, checked between batches); a run
             past it stops with a clear error. ``0``: no limit.
         device: ``auto``, ``cpu`` or ``cuda``.
+        backend: ``torch`` (the default), ``int8``, ``onnx`` or ``onnx-int8`` (``OWL_BACKEND``; the last three
+            run on the CPU only: docs/onnx.md).
         batch_size: windows per model call; ``None`` picks by device.
         hop_s: seconds between window starts.
         concurrency: detection runs at once (they share one concurrency group).
@@ -146,6 +148,7 @@ class AppConfig:
     max_hours: float = 24.0
     max_request_s: float = 0.0
     device: str = "auto"
+    backend: str = "torch"
     batch_size: int | None = None
     hop_s: float = 2.5
     concurrency: int = 1
@@ -211,6 +214,9 @@ class AppConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
             raise ConfigError(f"OWL_DEVICE={device!r} must be auto, cpu or cuda")
         batch = _num(env, "OWL_BATCH_SIZE", 0, int, low=0, high=4096)
+        backend = (_get(env, "OWL_BACKEND") or "torch").lower()
+        if backend not in ("torch", "int8", "onnx", "onnx-int8"):  # owlfinder.detect.model.BACKENDS, without torch
+            raise ConfigError(f"OWL_BACKEND={backend!r} must be torch, int8, onnx or onnx-int8")
         kwargs = dict(
             model=_get(env, "OWL_MODEL"),
             data_dir=Path(_get(env, "OWL_DATA_DIR") or "owl_data").expanduser(),
@@ -218,6 +224,7 @@ class AppConfig:
             max_hours=_num(env, "OWL_MAX_HOURS", 24.0, low=0.001, high=240),
             max_request_s=_num(env, "OWL_MAX_REQUEST_S", 0.0, low=0, high=7 * 86400),
             device=device,
+            backend=backend,
             batch_size=batch or None,
             hop_s=_num(env, "OWL_HOP_S", 2.5, low=0.1, high=60),
             concurrency=_num(env, "OWL_CONCURRENCY", 1, int, low=1, high=64),

@@ -300,7 +300,7 @@ class DetectService:
         self.queue = queue
         self.upload_refs: Callable[[str], int] | None = None
         self.recent_s = 15.0
-        self.clf = classifier or load_classifier(cfg.model, device=cfg.device)
+        self.clf = classifier or load_classifier(cfg.model, device=cfg.device, backend=cfg.backend)
         self.sliced = cfg.zero_gpu if sliced is None else sliced
         self._key = uuid.uuid4().hex
         gpu.register_classifier(self._key, self.clf)
