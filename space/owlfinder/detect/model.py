@@ -6,11 +6,12 @@ A model is a Hub repo id or a local folder with the same layout (``config.json``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,6 +302,18 @@ def _fingerprint(model_dir_or_id: str, config) -> str:
     return hashlib.sha256((model_dir_or_id + blob).encode()).hexdigest()[:12]
 
 
+@contextlib.contextmanager
+def _loading_errors(name: str) -> Iterator[None]:
+    """Turn transformers' loading errors (long, multi-line) into one-line :class:`ModelError` naming the model."""
+    try:
+        yield
+    except OSError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"cannot load model {name!r}: {first}") from None
+    except (ValueError, KeyError) as err:
+        raise ModelError(f"{name!r} is not an audio-classification model: {err}") from None
+
+
 def load_classifier(
     model: str | os.PathLike | None = None,
     *,
@@ -341,15 +354,10 @@ def load_classifier(
         raise ModelError(f"backend {backend!r} runs on the CPU only; use --device cpu")
     if backend in ("onnx", "onnx-int8"):
         return _load_onnx(name, backend, positive_label, token, threads, onnx_cache)
-    try:
+    with _loading_errors(name):
         config = AutoConfig.from_pretrained(name, token=token)
         fe = AutoFeatureExtractor.from_pretrained(name, token=token)
         net = AutoModelForAudioClassification.from_pretrained(name, token=token)
-    except OSError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load model {name!r}: {first}") from None
-    except (ValueError, KeyError) as err:
-        raise ModelError(f"{name!r} is not an audio-classification model: {err}") from None
     id2label = dict(getattr(config, "id2label", {}) or {})
     pos = find_positive_index(id2label, positive_label)
     n_params = sum(p.numel() for p in net.parameters())  # before int8 packs the linear layers away
@@ -387,15 +395,10 @@ def _load_onnx(name: str, backend: str, positive_label: str | None, token: str |
 
     from owlfinder.detect import onnx
 
-    try:
+    with _loading_errors(name):
         folder = onnx.local_model_dir(name, token)
         config = AutoConfig.from_pretrained(folder)
         fe = AutoFeatureExtractor.from_pretrained(folder)
-    except OSError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"cannot load model {name!r}: {first}") from None
-    except (ValueError, KeyError) as err:
-        raise ModelError(f"{name!r} is not an audio-classification model: {err}") from None
     id2label = dict(getattr(config, "id2label", {}) or {})
     pos = find_positive_index(id2label, positive_label)
     sr = int(getattr(fe, "sampling_rate", 16000) or 16000)
