@@ -114,7 +114,11 @@ def test_detect_on_a_synthetic_night(server, night):
         owls = [e for e in truth if e["kind"] == "owl"]
         found = [e for e in owls if any(_overlaps(e["start_s"], e["end_s"], ev["start_s"], ev["end_s"])
                                         for ev in doc["events"])]
-        assert len(found) >= 0.75 * len(owls), (len(found), len(owls), doc["events"])
+        # Precision first: the threshold is calibrated for <= 0.5 false events per hour of unseen real audio,
+        # so quiet calls may be missed, but every event the Space reports must be an owl call.
+        assert len(found) >= 0.5 * len(owls), (len(found), len(owls), doc["events"])
+        assert all(any(_overlaps(e["start_s"], e["end_s"], ev["start_s"], ev["end_s"]) for e in owls)
+                   for ev in doc["events"]), doc["events"]
 
 
 def test_bad_file_is_a_clear_error_and_the_server_keeps_serving(server, tmp_path):
