@@ -164,7 +164,7 @@ def test_the_space_uses_and_shows_the_site_threshold(site_model, tmp_path):
     # The Detect tab: the slider left at the model's value lets the site choose; the summary says which and why.
     *_, (session, view) = svc.run(None, upload(here), round(clf.threshold, 3), display_name=here)
     assert session.detection.threshold == pytest.approx(0.123)
-    assert "Threshold 0.12: per-site threshold for Owl-Gully" in view.summary
+    assert "Threshold 0.123: per-site threshold for Owl-Gully" in view.summary
     session, view = svc.rethreshold(session, 0.3)
-    assert "Threshold 0.30: set by hand" in view.summary
+    assert "Threshold 0.300: set by hand" in view.summary
     session.close()
