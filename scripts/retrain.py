@@ -35,7 +35,6 @@ import importlib.util
 import json
 import logging
 import os
-import shlex
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from owlfinder.evaluation.metrics import make_compute_metrics
 from owlfinder.train.augment import Augmenter
 from owlfinder.train.calibration import MIN_SITE_CLIPS, site_thresholds, write_site_thresholds
 from owlfinder.train.clipsets import ClipSet, DataError
-from owlfinder.train.modelcard import credits_for_groups, render_model_card
+from owlfinder.train.modelcard import credits_for_groups, render_model_card, reproduce_command
 from owlfinder.train.retrain import decide, measure, promote, push_model, round_markdown, site_of_clips
 from owlfinder.train.sources import (
     DEFAULT_HARD_NEGATIVE_WEIGHT,
@@ -190,17 +189,8 @@ def _fit(args: RetrainArguments, targs: TrainingArguments, train_set: ClipSet, v
 
 
 def _reproduce(argv: list[str]) -> str | None:
-    """This command for the card, without any token given on the command line."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a.split("=", 1)[0] in ("--hub_token", "--token"):
-            skip = "=" not in a
-            continue
-        out.append("<token>" if a.startswith("hf_") else shlex.quote(a))
-    return "python scripts/retrain.py " + " ".join(out) if out else None
+    """This command for the card, every token masked (:func:`owlfinder.train.modelcard.reproduce_command`)."""
+    return reproduce_command(argv, script="python scripts/retrain.py") if argv else None
 
 
 def _put_round_section(card: Path, md: str) -> None:

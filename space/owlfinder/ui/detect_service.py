@@ -254,7 +254,7 @@ def summary_markdown(det: Detection, display_name: str, *, done: bool, queued: i
     lines = [head, f"**{n} event{'s' * (n != 1)}** above threshold {plots.fmt_score(det.threshold)} "
                    f"in {len(det.scores)} windows{best}."]
     if threshold_note:
-        lines.append(f"Threshold {det.threshold:.3f}: {threshold_note}.")
+        lines.append(f"Threshold {plots.fmt_score(det.threshold)}: {threshold_note}.")
     if n:
         lines.append("Pick an event in the table to hear it and see its spectrogram.")
     total = det.timings_s.get("total") if det.timings_s else None

@@ -110,7 +110,7 @@ def clip_markdown(clip: Clip) -> str:
         parts.append(f"recorded {clip.wall_clock.replace('T', ' ')[:19]}")
     if clip.score is not None:
         thr = f" (threshold {fmt_score(clip.threshold)})" if clip.threshold is not None else ""
-        parts.append(f"score **{clip.score:.3f}**{thr}")
+        parts.append(f"score **{fmt_score(clip.score)}**{thr}")
     if clip.kind:
         parts.append(clip.kind)
     if clip.flag_start_s is not None:
