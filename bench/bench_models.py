@@ -1,7 +1,6 @@
 """Models for the benchmark, built from configs with random weights (no Hub, no download).
 
-- :func:`starter_standin`: the bundled starter model's architecture (``owl-whisper-tiny`` of
-  ``owlfinder.train.trainer``: a 2-layer, d_model 64 Whisper encoder on 64 mel bands of 8 kHz audio), used when
+- :func:`starter_standin`: the bundled starter model's architecture (OwlNet, ``owlfinder.owlnet``), used when
   ``space/models/powerful-owl-starter`` is not there yet. Speed does not depend on the weights.
 - :func:`sewd_tiny_size`: a SEW-D model the size of ``asapp/sew-d-tiny-100k`` (hidden 384, 12 layers, 6 heads,
   intermediate 1536, 31-tap positional convolution; other settings are ``SEWDConfig`` defaults).
@@ -13,11 +12,6 @@ import json
 from pathlib import Path
 
 LABELS = {0: "owl", 1: "not_owl"}
-
-#: The bundled starter model's architecture, in case ``owlfinder.train.trainer`` cannot build it.
-STARTER_CONFIG = dict(num_mel_bins=64, d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=256,
-                      classifier_proj_size=32)
-STARTER_EXTRACTOR = dict(feature_size=64, sampling_rate=8000, hop_length=200, n_fft=400, chunk_length=5)
 
 SEWD_TINY_SIZE = dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
                       num_conv_pos_embeddings=31)
@@ -33,31 +27,18 @@ def _done(folder: Path) -> bool:
 
 
 def starter_standin(folder: str | Path, seed: int = 0) -> Path:
-    """Save a randomly initialised model with the starter model's architecture in ``folder`` (cached)."""
+    """Save a randomly initialised model with the starter model's architecture (OwlNet, ``owlfinder.owlnet``)
+    in ``folder`` (cached)."""
     import torch
 
     folder = Path(folder)
     if _done(folder):
         return folder
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
+    from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
 
-    cfg_kw, fe_kw = dict(STARTER_CONFIG), dict(STARTER_EXTRACTOR)
-    try:  # the training module's definition of the starter architecture, when it has one
-        from owlfinder.train.trainer import NAMED_CONFIGS
-
-        named = NAMED_CONFIGS["owl-whisper-tiny"]
-        cfg_kw.update(named["config"])
-        fe_kw.update(named.get("feature_extractor", {}))
-    except Exception:
-        pass
     torch.manual_seed(seed)
-    fe = WhisperFeatureExtractor(**fe_kw)
-    heads = cfg_kw.get("encoder_attention_heads", 4)
-    cfg = WhisperConfig(vocab_size=8, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-                        decoder_layers=1, decoder_attention_heads=heads, decoder_ffn_dim=cfg_kw.get("encoder_ffn_dim", 64),
-                        max_target_positions=8, max_source_positions=fe.nb_max_frames // 2,
-                        begin_suppress_tokens=None, suppress_tokens=None, **cfg_kw, **_label_kwargs())
-    model = WhisperForAudioClassification(cfg)
+    fe = OwlNetFeatureExtractor()
+    model = OwlNetForAudioClassification(OwlNetConfig(n_bins=fe.feature_size, **_label_kwargs()))
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     fe.save_pretrained(folder)

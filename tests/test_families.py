@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from owlfinder.synth import contours, sourcefilter
+from owlfinder.synth import contours, fm, sourcefilter
 from owlfinder.synth.calls import sample_owl_params_wide
 from owlfinder.synth.families import FAMILIES, family
 
-MODULES = [sourcefilter, contours]
+MODULES = [sourcefilter, contours, fm]
 SEEDS = range(12)
 SRS = (8000, 16000, 22050, 48000)
 

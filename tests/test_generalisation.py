@@ -12,13 +12,16 @@ import soundfile as sf
 import torch
 
 from owlfinder.evaluation import generalisation as G
+from owlfinder.owlnet import OwlNetFeatureExtractor
 from owlfinder.synth import fieldclips
 from owlfinder.synth.calls import pink_noise
 from owlfinder.synth.families import FAMILIES, family
-from owlfinder.train.recipe import RecipeConfig, score_clips, train_recipe
+from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch, sound_power
+from owlfinder.train.recipe import RecipeConfig, score_features, train_recipe
 
 SR = 16000
-TOY_CONFIG = Path(__file__).with_name("toy_whisper.json")
+#: A small OwlNet that learns in a couple of hundred steps on a CPU.
+TOY_NET = {"channels": [8, 16, 16], "hidden_size": 32, "temporal_dilations": [2]}
 
 
 def _beds(rng: np.random.Generator, k: int, n: int) -> list[np.ndarray]:
@@ -34,33 +37,40 @@ def _beds(rng: np.random.Generator, k: int, n: int) -> list[np.ndarray]:
     return out
 
 
-def test_tiny_model_trained_on_two_families_scores_the_third_above_background():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    n = 3 * SR
-    beds = _beds(rng, 40, 8 * SR)
-
-    def owl(fam: str) -> np.ndarray:
-        f = family(fam)
+def _calls(rng: np.random.Generator, fe, fam: str, k: int) -> tuple[list[np.ndarray], list[list[int]]]:
+    f, out, keep = family(fam), [], []
+    pad = np.zeros(int(0.1 * SR), np.float32)
+    for _ in range(k):
         params = f.sample(rng, n_notes=int(rng.integers(1, 3)))
-        bg = fieldclips.crop(rng, beds, n)
-        call = f.render(params, SR)
-        from owlfinder.synth.calls import mix_at_snr
+        lp = sound_power(fe, np.concatenate([pad, f.render(params, SR)[: 4 * SR], pad]))
+        notes = f.notes(params)
+        keep.append([int((notes[0][0] + 0.1) * SR / fe.hop_length),
+                     min(lp.shape[1] - 1, int((notes[-1][1] + 0.1) * SR / fe.hop_length))])
+        out.append(lp)
+    return out, keep
 
-        return mix_at_snr(bg, call[: n - int(0.3 * SR)], SR, float(rng.uniform(5, 15)), float(rng.uniform(0, 0.25)))
 
-    pos = np.stack([owl(f) for f in ("sourcefilter", "contours") for _ in range(50)])
-    neg = np.stack([fieldclips.crop(rng, beds, n) for _ in range(60)]
-                   + [fieldclips.confuser_clip(rng, fieldclips.crop(rng, beds, n), SR, (5, 15), kind="engine_hum")[0]
-                      for _ in range(20)])
-    # A toy Whisper (64 mel bands, one layer) that learns in a few hundred small steps.
-    cfg = RecipeConfig(model=str(TOY_CONFIG), steps=250, batch_size=32, lr=5e-3, mine_after=None, p_specaug=0.0,
-                       p_mix=0.0, p_roll=0.0)
-    model, fe, info = train_recipe(pos, neg, cfg, window_s=3.0, log=lambda *_: None)
-    held = score_clips(model, fe, np.stack([owl("additive") for _ in range(30)]))
-    back = score_clips(model, fe, np.stack([fieldclips.crop(rng, beds, n) for _ in range(30)]))
-    assert np.median(held) > np.quantile(back, 0.9), (np.median(held), np.quantile(back, 0.9))
+def test_tiny_model_trained_on_two_families_scores_the_third_above_background():
+    """The cross-family mechanism: OwlNet trained on two call generators finds the third's calls."""
+    rng = np.random.default_rng(0)
+    fe = OwlNetFeatureExtractor()
+    calls, keep, fams = [], [], []
+    for fam in ("sourcefilter", "contours"):
+        c, k = _calls(rng, fe, fam, 40)
+        calls, keep, fams = calls + c, keep + k, fams + [fam] * len(c)
+    beds = [sound_power(fe, b) for b in _beds(rng, 12, 12 * SR)]
+    hum = [sound_power(fe, fieldclips.confuser_clip(rng, np.zeros(5 * SR, np.float32) + 1e-4, SR, (20, 20),
+                                                    kind="engine_hum")[0]) for _ in range(10)]
+    bank = BandBank.from_sounds(fe, calls, np.array(keep), fams, hum, beds)
+    cfg = RecipeConfig(steps=200, batch_size=32, lr=3e-3, mine_at=(), model=TOY_NET, seed=0,
+                       mix=MixConfig(snr_db=(5.0, 15.0), p_time_mask=0.0, p_band_mask=0.0))
+    model, _, info = train_recipe(bank, cfg, log=lambda *_: None)
+    assert info["steps"] == 200 and info["n_calls"] == 80
+    held_bank = BandBank.from_sounds(fe, *_calls(rng, fe, "additive", 30), ["additive"] * 30, hum, beds)
+    held, _ = mix_batch(rng, held_bank, 30, 0, MixConfig(snr_db=(5.0, 15.0), p_confuser_pos=0.0, p_time_mask=0.0, p_band_mask=0.0))
+    back = [10.0 * b[:, i:i + bank.window_frames].astype(np.float32) for b in beds for i in (0, 200)]
+    h, g = score_features(model, list(held)), score_features(model, back)
+    assert np.median(h) > np.quantile(g, 0.9), (np.median(h), np.quantile(g, 0.9))
 
 
 def test_site_split_keeps_held_out_sites_out_of_training():
@@ -93,10 +103,11 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     from owlfinder.evaluation.lofo import Material, run_fold, train_model
 
     shared = _toy_shared(tmp_path / "shared")
-    mat = Material(shared, tmp_path / "work", n_pos=6, n_confusers=6, n_background=4, log=lambda *_: None)
+    mat = Material(shared, tmp_path / "work", n_calls=6, n_confusers=1, log=lambda *_: None)
     assert {k: len(v) for k, v in mat.splits.items()} == {"train": 1, "calibration": 1, "test": 1}  # music left out
     out = tmp_path / "fold"
-    trained = train_model(mat, ["additive", "sourcefilter"], out, RecipeConfig(model="owl-whisper-micro", steps=4))
+    trained = train_model(mat, ["additive", "sourcefilter"], out,
+                          RecipeConfig(steps=4, batch_size=8, mine_at=(0.5,), mine_candidates=8, model=TOY_NET))
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["owl_threshold"] == pytest.approx(trained["threshold"]) and 0 < trained["threshold"] < 1
     assert set(trained["calibration"]["training_family_recall"]) == {"additive", "sourcefilter"}
@@ -111,9 +122,14 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     truth = json.loads(next((tmp_path / "work" / "test_contours").glob("*.truth.json")).read_text())["events"]
     assert len(truth) == 1 and -3 <= truth[0]["snr_db"] <= 15
     assert "| contours | 1 |" in G.fold_table({"contours": r})
-    assert (tmp_path / "work" / "pos_additive_6.npy").is_file()  # cached for the next fold
-    mat2 = Material(shared, tmp_path / "work", n_pos=6, n_confusers=6, n_background=4, log=lambda *_: None)
-    assert np.array_equal(mat2.owl_clips("additive"), mat.owl_clips("additive"))
+    assert trained["training"]["mining"][0]["candidates"] > 8  # every real window and the fresh mixes
+    cached = sorted(p.name for p in (tmp_path / "work").glob("bands-*/*.npz"))
+    assert cached == ["backgrounds_train.npz", "calls_additive_6.npz", "calls_sourcefilter_6.npz",
+                      "confusers_1.npz"]  # cached for the next fold
+    again = Material(shared, tmp_path / "work", n_calls=6, n_confusers=1, log=lambda *_: None).bank(["additive"])
+    first = mat.bank(["additive"])
+    assert len(again.calls) == 6 and all(np.array_equal(a, b) for a, b in zip(again.calls, first.calls, strict=True))
+    assert set(again.confuser_kind) == set(fieldclips.CONFUSER_KINDS)
 
 
 def test_insert_calls_places_each_family_at_the_asked_snr():
@@ -156,11 +172,42 @@ def test_calibrated_threshold_sits_above_every_calibration_false_event():
     assert G.calibrate_threshold_fph([det], 0.5, margin_logit=0.0) == pytest.approx(0.93, abs=1e-6)
 
 
-def test_real_share_mines_real_and_synthetic_negatives_apart():
+def test_hard_negative_rounds_keep_the_top_scores_and_feed_later_batches():
     rng = np.random.default_rng(5)
-    pos = (rng.standard_normal((8, 3 * SR)) * 0.05).astype(np.float32)
-    neg = (rng.standard_normal((40, 3 * SR)) * 0.05).astype(np.float32)
-    real = np.arange(40) < 10
-    cfg = RecipeConfig(model="owl-whisper-micro", steps=4, batch_size=8, mine_after=0.5, mine_top=0.2, real_share=0.5)
-    _, _, info = train_recipe(pos, neg, cfg, real_mask=real, window_s=3.0, log=lambda *_: None)
-    assert info["mining"]["n"] == 2 + 6 and info["mining"]["real"] == 2  # 20 % of each group
+    fe = OwlNetFeatureExtractor()
+    calls, keep = _calls(rng, fe, "additive", 4)
+    beds = [sound_power(fe, b) for b in _beds(rng, 2, 8 * SR)]
+    bank = BandBank.from_sounds(fe, calls, np.array(keep), ["additive"] * 4, calls[:2], beds)
+    logs: list[str] = []
+    cfg = RecipeConfig(steps=6, batch_size=8, mine_at=(0.3, 0.6), mine_top=0.25, mine_candidates=20,
+                       mine_hop_frames=50, model=TOY_NET)
+    _, _, info = train_recipe(bank, cfg, log=logs.append)
+    n_real = sum(len(range(0, b.shape[1] - bank.window_frames + 1, 50)) for b in beds)
+    assert [r["at_step"] for r in info["mining"]] == [2, 4]
+    assert all(r["candidates"] == n_real + 20 and r["kept"] == (n_real + 20) // 4 for r in info["mining"])
+    assert sum("hard negatives at step" in m for m in logs) == 2
+
+
+def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():
+    rng = np.random.default_rng(6)
+    fe = OwlNetFeatureExtractor()
+    calls, keep = _calls(rng, fe, "fm", 4)
+    beds = [sound_power(fe, b) for b in _beds(rng, 2, 8 * SR)]
+    bank = BandBank.from_sounds(fe, calls, np.array(keep), ["fm"] * 4, calls[:2], beds)
+    model, _, info = train_recipe(bank, RecipeConfig(steps=3, batch_size=8, mine_at=(), model=TOY_NET, members=2),
+                                  log=lambda *_: None)
+    assert model.config.n_members == 2 and len(info["members"]) == 2
+    assert [m["recipe"]["seed"] for m in info["members"]] == [0, 1]
+    a, b = (dict(m.named_parameters())["classifier.weight"] for m in model.members)
+    assert not torch.allclose(a, b)  # two seeds, two networks
+
+
+def test_calibration_sites_are_never_training_negatives(tmp_path):
+    from owlfinder.evaluation.lofo import Material
+
+    mat = Material(_toy_shared(tmp_path / "shared"), tmp_path / "work", n_calls=2, n_confusers=1,
+                   log=lambda *_: None)
+    with pytest.raises(ValueError, match="calibration"):
+        mat.bank(["fm"], background_splits=("train", "calibration"))
+    both = mat.bank(["fm"], background_splits=("train", "test"))
+    assert len(both.backgrounds) == len(mat.bank(["fm"]).backgrounds) + 1  # the toy Sulawesi night

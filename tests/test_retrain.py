@@ -181,8 +181,9 @@ def _current_model(folder: Path) -> Path:
 
     m = AutoModelForAudioClassification.from_pretrained(BUNDLED_MODEL)
     torch.manual_seed(0)
-    m.projector.reset_parameters()
-    m.classifier.reset_parameters()
+    for layer in m.modules():  # the classification head(s): OwlNet's per member, Whisper's projector too
+        if isinstance(layer, torch.nn.Linear):
+            layer.reset_parameters()
     m.config.owl_threshold = 0.5
     m.save_pretrained(folder)
     AutoFeatureExtractor.from_pretrained(BUNDLED_MODEL).save_pretrained(folder)

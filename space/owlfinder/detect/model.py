@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from owlfinder import owlnet  # noqa: F401 - registers OwlNet with transformers' Auto classes
 from owlfinder.errors import OwlFinderError
 
 __all__ = [
@@ -362,6 +363,8 @@ def load_classifier(
     pos = find_positive_index(id2label, positive_label)
     n_params = sum(p.numel() for p in net.parameters())  # before int8 packs the linear layers away
     dtype = torch.float32
+    if hasattr(net, "optimize_for_inference"):  # OwlNet: batch norms folded, channels-last (same scores)
+        net = net.optimize_for_inference()
     if backend == "int8":
         net = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
     elif dev.type == "cuda":
@@ -382,7 +385,7 @@ def load_classifier(
         fingerprint=_fingerprint(name, config),
         dtype=dtype,
         labels={int(k): str(v) for k, v in id2label.items()},
-        cpu_chunk=INT8_CPU_CHUNK if backend == "int8" else _cpu_chunk(n_params),
+        cpu_chunk=INT8_CPU_CHUNK if backend == "int8" else getattr(net, "cpu_chunk", None) or _cpu_chunk(n_params),
         backend=backend,
         site_thresholds=_site_thresholds(config, name),
     )

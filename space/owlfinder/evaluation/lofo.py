@@ -1,13 +1,14 @@
 """The leave-one-family-out pipeline behind ``scripts/evaluate_generalisation.py`` and the starter model build.
 
-:class:`Material` renders (once, cached as ``.npy`` and FLAC under a work folder) everything the folds share:
-owl clips of each family on training-site backgrounds, confuser and background clips, the training sites'
-real 5 s windows, and copies of the calibration and test recordings with each family's calls inserted.
+:class:`Material` renders (once, cached under a work folder) everything the folds share: the band bank
+(:class:`~owlfinder.train.bandmix.BandBank`: each family's calls alone, every confuser alone, the training sites'
+recordings) and copies of the calibration and test recordings with each family's calls inserted (FLAC).
 :func:`train_model` trains and calibrates one model on some families; :func:`run_fold` evaluates it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,17 +23,21 @@ from owlfinder.evaluation.generalisation import (
     read_manifest,
     write_recording,
 )
-from owlfinder.synth import fieldclips
+from owlfinder.synth import channel, fieldclips
 from owlfinder.synth.families import FAMILIES, family
+from owlfinder.train.bandmix import BandBank, extractor_settings, sound_power
 
 __all__ = ["Material", "detect_all", "run_fold", "train_model"]
 
 SR = 16000
 WINDOW_S = 5.0
+#: Bump when what the bank holds changes, so older caches are not reused.
+BANK_VERSION = 2
 
 
-def _int16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(np.asarray(x) * 32767.0), -32767, 32767).astype(np.int16)
+def _at_least(y: np.ndarray, n: float) -> np.ndarray:
+    """``y`` looped to at least ``n`` samples (a short clip still fills a window)."""
+    return y if len(y) >= n else np.tile(y, int(n // max(1, len(y))) + 1)
 
 
 class Material:
@@ -41,16 +46,17 @@ class Material:
     Args:
         shared: the ``../shared/data`` folder (with ``MANIFEST.tsv``).
         work: the cache folder.
-        n_pos: owl clips per family; n_confusers, n_background: negative clips.
+        n_calls: owl calls per family in the band bank.
+        n_confusers: renders per confuser kind (the tonal near-misses get three times as many: they are the
+            most varied).
         seed: seeds everything (each cached item has its own derived seed).
         log: progress lines.
     """
 
-    def __init__(self, shared: str | os.PathLike, work: str | os.PathLike, *, n_pos: int = 1000,
-                 n_confusers: int = 1200, n_background: int = 500, seed: int = 0, log: Callable = print):
+    def __init__(self, shared: str | os.PathLike, work: str | os.PathLike, *, n_calls: int = 2500,
+                 n_confusers: int = 300, seed: int = 0, log: Callable = print):
         self.shared, self.work = Path(shared), Path(work)
-        self.n_pos, self.n_confusers, self.n_background, self.seed, self.log = (
-            n_pos, n_confusers, n_background, seed, log)
+        self.n_calls, self.n_confusers, self.seed, self.log = n_calls, n_confusers, seed, log
         self.splits = read_manifest(self.shared)
         self.work.mkdir(parents=True, exist_ok=True)
         self._bg: dict[str, list[np.ndarray]] = {}
@@ -60,59 +66,91 @@ class Material:
             self._bg[split] = fieldclips.load_backgrounds([f["path"] for f in self.splits[split]], SR, on_error=self.log)
         return self._bg[split]
 
-    def _cached(self, name: str, make: Callable[[], np.ndarray]) -> np.ndarray:
-        path = self.work / f"{name}.npy"
+    def _cached_sounds(self, path: Path, make: Callable[[], tuple[list[np.ndarray], dict]]
+                       ) -> tuple[list[np.ndarray], dict]:
+        """Variable-length ``[bands, frames]`` arrays (and a JSON-able dict) made once and kept in ``path``."""
         if path.is_file():
-            return np.load(path, mmap_mode="r")
+            with np.load(path, allow_pickle=False) as z:  # each z[...] reads the file again: read each once
+                data, lengths, meta = z["data"], z["lengths"], json.loads(str(z["meta"]))
+            cut = np.concatenate([[0], np.cumsum(lengths)])
+            return [data[:, cut[i]:cut[i + 1]] for i in range(len(lengths))], meta
         t0 = time.monotonic()
-        arr = make()
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, arr)
+        arrs, meta = make()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, data=np.concatenate(arrs, axis=1), lengths=np.array([a.shape[1] for a in arrs]),
+                 meta=np.array(json.dumps(meta)))
         os.replace(tmp, path)
-        self.log(f"cached {path.name}: {arr.shape} in {time.monotonic() - t0:.0f} s")
-        return np.load(path, mmap_mode="r")
+        self.log(f"cached {path.name}: {len(arrs)} sounds in {time.monotonic() - t0:.0f} s")
+        return arrs, meta
 
-    def _rng(self, *key) -> np.random.Generator:
-        return np.random.default_rng([self.seed, *(abs(hash(k)) % 2**31 if isinstance(k, str) else k for k in key)])
+    def bank(self, families: Sequence[str], fe=None, background_splits: Sequence[str] = ("train",)) -> BandBank:
+        """The band bank for training on ``families``: their calls alone (each through a random propagation),
+        every confuser kind alone, and the recordings of the ``background_splits`` sites (the training sites for
+        a fold), as log band power of ``fe`` (default: :class:`~owlfinder.owlnet.OwlNetFeatureExtractor`).
+        Each part is made once and cached under the work folder, keyed by the extractor's settings."""
+        from owlfinder.owlnet import OwlNetFeatureExtractor
 
-    def owl_clips(self, fam: str) -> np.ndarray:
-        """``n_pos`` clips of family ``fam`` on training-site backgrounds (int16)."""
-        def make():
-            rng = np.random.default_rng([self.seed, 1, list(FAMILIES).index(fam)])
-            bgs, n = self.backgrounds("train"), int(WINDOW_S * SR)
-            return np.stack([_int16(fieldclips.owl_clip(rng, family(fam), fieldclips.crop(rng, bgs, n), SR)[0])
-                             for _ in range(self.n_pos)])
-        return self._cached(f"pos_{fam}_{self.n_pos}", make)
+        fe = fe or OwlNetFeatureExtractor()
+        settings = extractor_settings(fe)
+        key = hashlib.sha256(json.dumps([settings, self.seed, BANK_VERSION], sort_keys=True).encode()).hexdigest()[:10]
+        folder = self.work / f"bands-{key}"
+        calls, keep, fams, notes = [], [], [], []
+        for fam in families:
+            arrs, meta = self._cached_sounds(folder / f"calls_{fam}_{self.n_calls}.npz",
+                                             lambda fam=fam: self._render_calls(fe, fam))
+            calls += arrs
+            keep += meta["keep"]
+            notes += meta["notes"]
+            fams += [fam] * len(arrs)
+        conf, meta = self._cached_sounds(folder / f"confusers_{self.n_confusers}.npz", lambda: self._render_confusers(fe))
+        if "calibration" in background_splits:
+            raise ValueError("the calibration sites set the threshold: they cannot be training negatives too")
+        bgs = []
+        for split in background_splits:
+            bgs += self._cached_sounds(folder / f"backgrounds_{split}.npz", lambda split=split: (
+                [sound_power(fe, _at_least(y, WINDOW_S * SR)) for y in self.backgrounds(split)], {}))[0]
+        return BandBank.from_sounds(fe, calls, np.array(keep), fams, conf, bgs, window_s=WINDOW_S,
+                                    confuser_kind=meta["kinds"], call_notes=notes)
 
-    def negatives(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(clips, is_real)``: confusers, recorder-treated backgrounds and every training-site real window."""
-        n = int(WINDOW_S * SR)
+    def _render_calls(self, fe, fam: str) -> tuple[list[np.ndarray], dict]:
+        rng = np.random.default_rng([self.seed, 1, list(FAMILIES).index(fam)])
+        f, lead, out, keep, n_notes = family(fam), 0.1, [], [], []
+        pad = np.zeros(int(lead * SR), np.float32)
+        for i in range(self.n_calls):
+            params = f.sample(rng)
+            wet = channel.propagate(f.render(params, SR), SR, channel.sample_propagation(rng))[: int(WINDOW_S * SR)]
+            lp = sound_power(fe, np.concatenate([pad, wet, pad]))
+            notes = f.notes(params)
+            first, last = notes[0][0] + lead, notes[min(1, len(notes) - 1)][1] + lead  # the first two notes
+            out.append(lp)
+            keep.append([int(first * SR / fe.hop_length), min(lp.shape[1] - 1, int(last * SR / fe.hop_length))])
+            n_notes.append(len(notes))
+            if (i + 1) % 500 == 0:
+                self.log(f"{fam}: {i + 1}/{self.n_calls} calls")
+        return out, {"keep": keep, "notes": n_notes}
 
-        def conf():
-            rng = np.random.default_rng([self.seed, 2])
-            bgs = self.backgrounds("train")
-            return np.stack([_int16(fieldclips.confuser_clip(rng, fieldclips.crop(rng, bgs, n), SR)[0])
-                             for _ in range(self.n_confusers)])
+    def _render_confusers(self, fe) -> tuple[list[np.ndarray], dict]:
+        from owlfinder.synth import confusers
 
-        def back():
-            rng = np.random.default_rng([self.seed, 3])
-            bgs = self.backgrounds("train")
-            return np.stack([_int16(fieldclips.background_clip(rng, fieldclips.crop(rng, bgs, n), SR))
-                             for _ in range(self.n_background)])
-
-        def real():
-            hop, out = n // 2, []
-            for y in self.backgrounds("train"):
-                if len(y) < n:
-                    y = np.tile(y, n // len(y) + 1)[:n]
-                out += [y[i:i + n] for i in range(0, len(y) - n + 1, hop)]
-            return np.stack([_int16(w) for w in out])
-
-        parts = [self._cached(f"neg_confusers_{self.n_confusers}", conf),
-                 self._cached(f"neg_background_{self.n_background}", back), self._cached("neg_real", real)]
-        is_real = np.concatenate([np.zeros(len(parts[0]), bool), np.zeros(len(parts[1]), bool),
-                                  np.ones(len(parts[2]), bool)])
-        return np.concatenate(parts), is_real
+        rng = np.random.default_rng([self.seed, 2])
+        pad, n_max, out, kinds = np.zeros(int(0.1 * SR), np.float32), int(WINDOW_S * SR), [], []
+        for kind in fieldclips.CONFUSER_KINDS:
+            for _ in range(self.n_confusers * (3 if kind == "tonal_near_miss" else 1)):
+                if kind == "boobook":
+                    y = confusers.render_boobook(rng, SR)
+                elif kind == "barking_owl":
+                    y = confusers.render_barking_owl(rng, SR)
+                else:
+                    y = channel.propagate(confusers.render(confusers.sample(kind, rng), SR), SR,
+                                          channel.sample_propagation(rng))
+                if len(y) > n_max:  # a long chorus or hum: a random stretch of it
+                    i = int(rng.integers(0, len(y) - n_max + 1))
+                    y = y[i:i + n_max]
+                out.append(sound_power(fe, np.concatenate([pad, y, pad])))
+                kinds.append(kind)
+            self.log(f"confusers: {kind} done")
+        return out, {"kinds": kinds}
 
     def recordings(self, split: str, fam: str | None) -> list[tuple[str, str, list[dict]]]:
         """``[(path, site, truth)]``: the split's recordings as they are (``fam=None``), or copies with calls of
@@ -149,9 +187,10 @@ def detect_all(model_dir: str | os.PathLike, paths: Sequence[str]) -> list:
 
 
 def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLike, recipe=None, *,
-                target_fp_per_hour: float = 0.5, margin_logit: float = 0.5) -> dict:
-    """Train on ``families`` (with the shared negatives), save to ``out_dir``, calibrate on the calibration
-    sites and write the threshold into ``config.json``.
+                target_fp_per_hour: float = 0.5, margin_logit: float = 0.5,
+                background_splits: Sequence[str] = ("train",)) -> dict:
+    """Train on ``families`` (the bank of :meth:`Material.bank`), save to ``out_dir``, calibrate on the
+    calibration sites and write the threshold into ``config.json``.
 
     Returns:
         ``{"threshold", "training", "calibration"}``; the calibration part has the false positives per hour
@@ -160,10 +199,10 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     from owlfinder.train.recipe import RecipeConfig, train_recipe
 
     out = Path(out_dir)
-    pos = np.concatenate([mat.owl_clips(f) for f in families])
-    neg, is_real = mat.negatives()
-    model, fe, info = train_recipe(pos, neg, recipe or RecipeConfig(), real_mask=is_real, sampling_rate=SR,
-                                   window_s=WINDOW_S, log=mat.log)
+    model, fe, info = train_recipe(mat.bank(families, background_splits=background_splits), recipe or RecipeConfig(),
+                                   log=mat.log)
+    info["background_splits"] = list(background_splits)
+    model.config.owl_window_s = WINDOW_S
     model.save_pretrained(out)
     fe.save_pretrained(out)
     cal = mat.recordings("calibration", None)
@@ -192,11 +231,13 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     return {"threshold": thr, "training": info, "calibration": calib}
 
 
-def run_fold(mat: Material, model_dir: str | os.PathLike, threshold: float, held_out: str) -> dict:
-    """The held-out family's numbers on the test sites (see
-    :func:`owlfinder.evaluation.generalisation.evaluate_fold`)."""
-    clean = mat.recordings("test", None)
-    recs = mat.recordings("test", held_out)
+def run_fold(mat: Material, model_dir: str | os.PathLike, threshold: float, held_out: str, split: str = "test"
+             ) -> dict:
+    """The held-out family's numbers on the ``split`` sites (see
+    :func:`owlfinder.evaluation.generalisation.evaluate_fold`): ``test`` for the table, ``calibration`` to compare
+    recipes without looking at the test sites."""
+    clean = mat.recordings(split, None)
+    recs = mat.recordings(split, held_out)
     clean_dets = detect_all(model_dir, [p for p, _, _ in clean])
     call_dets = detect_all(model_dir, [p for p, _, _ in recs])
     return evaluate_fold(threshold, clean_dets, [s for _, s, _ in clean], call_dets, [t for _, _, t in recs])

@@ -547,6 +547,80 @@ def sample_coucal(rng: np.random.Generator) -> dict:
 render_coucal = _render_notes
 
 
+# ---------------------------------------------------------------------------------- tonal near-misses
+
+#: The ways :func:`sample_tonal_near_miss` breaks the call description, one per draw.
+NEAR_MISS_MODES = ("short", "long", "low", "high", "fast")
+
+
+@_reject
+def sample_tonal_near_miss(rng: np.random.Generator) -> dict:
+    """Tonal notes like a Powerful Owl's in every respect but one that the published description rules out.
+
+    The boundary of the description, taught by example: arched, gliding or flat harmonic notes with the owl's
+    timbre range (pure to breathy, weak to strong harmonics), drawn in one of :data:`NEAR_MISS_MODES`:
+
+    - ``short``: notes 0.04-0.2 s (owl notes are 0.3-0.6 s, rarely under 0.25), 250-900 Hz, 1-12 of them;
+    - ``long``: notes 1.3-6 s, 150-900 Hz, pitch wandering or sweeping by up to an octave (machines,
+      passing vehicles, insects);
+    - ``low`` / ``high``: owl-length notes (0.25-1 s) in pairs or short series, but at 140-290 Hz or 680-1600 Hz;
+    - ``fast``: owl-length notes at owl pitch in a run of 3-8, onset to onset 0.3-0.6 s (owl pairs are ~0.9 s
+      apart).
+
+    Not a Powerful Owl by construction (every draw breaks the length, pitch or spacing rule of
+    :func:`po_like`, and no note is an owl-length single hoot at owl pitch).
+    """
+    mode = str(rng.choice(NEAR_MISS_MODES))
+    harm = _harm(rng, 5, 0.02, 0.6, (0.2, 0.8))
+    noise = float(rng.uniform(0.0, 0.15)) if rng.random() < 0.5 else 0.0
+
+    def note(t: float, dur: float, f0: float) -> dict:
+        arch = rng.random() < 0.6
+        return {"t": t, "dur": dur, "f0": f0, "harm": harm,
+                "f_start": float(rng.uniform(0.85, 1.0)) if arch else float(rng.uniform(0.9, 1.15)),
+                "f_end": float(rng.uniform(0.85, 1.02)) if arch else float(rng.uniform(0.9, 1.15)),
+                "attack": min(float(rng.uniform(0.01, 0.08)), dur / 3), "release": dur * float(rng.uniform(0.2, 0.5)),
+                "jitter": float(rng.uniform(0.0, 0.006)), "noise": noise, "gain": float(rng.uniform(0.6, 1.0))}
+
+    notes: list[dict] = []
+    t = 0.0
+    if mode == "short":
+        f0 = float(math.exp(rng.uniform(math.log(250.0), math.log(900.0))))
+        for _ in range(int(rng.integers(1, 13))):
+            d = float(rng.uniform(0.04, 0.2))
+            notes.append(note(t, d, f0 * float(rng.uniform(0.9, 1.1))))
+            t += d + float(math.exp(rng.uniform(math.log(0.05), math.log(1.5))))
+    elif mode == "long":
+        f0 = float(math.exp(rng.uniform(math.log(150.0), math.log(900.0))))
+        for _ in range(int(rng.integers(1, 3))):
+            d = float(rng.uniform(1.3, 6.0))
+            nd = note(t, d, f0)
+            sweep = float(2.0 ** rng.uniform(-1.0, 1.0)) if rng.random() < 0.5 else float(rng.uniform(0.95, 1.05))
+            nd.update({"f_start": 1.0, "f_end": sweep, "vib_hz": float(rng.uniform(0.2, 6.0)),
+                       "vib_depth": float(rng.uniform(0.0, 0.03)), "release": min(0.5, d / 4)})
+            notes.append(nd)
+            t += d + float(rng.uniform(0.3, 3.0))
+    elif mode in ("low", "high"):
+        lo, hi = (140.0, 290.0) if mode == "low" else (680.0, 1600.0)
+        f0 = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        for _ in range(int(rng.integers(1, 5))):
+            d = float(rng.uniform(0.25, 1.0))
+            notes.append(note(t, d, float(np.clip(f0 * rng.uniform(0.97, 1.08), lo, hi))))
+            t += max(d + 0.1, float(rng.uniform(0.6, 1.3))) if rng.random() < 0.7 else d + float(rng.uniform(1.5, 4.0))
+    else:  # fast
+        f0 = float(rng.uniform(340.0, 560.0))
+        step = float(rng.uniform(0.3, 0.6))
+        for i in range(int(rng.integers(3, 9))):
+            d = float(rng.uniform(0.2, min(0.5, step - 0.08)))
+            notes.append(note(i * step * float(rng.uniform(0.97, 1.03)), d, f0 * float(rng.uniform(0.98, 1.04))))
+    for nd in notes:  # the held pitch inside the contour's range, as po_like reads it
+        nd["f0"] = float(nd["f0"])
+    return {"kind": "tonal_near_miss", "mode": mode, "notes": notes, "seed": _seed(rng)}
+
+
+render_tonal_near_miss = _render_notes
+
+
 # ------------------------------------------------------------------------------------------ registry
 
 CONFUSERS: dict[str, tuple[Callable[[np.random.Generator], dict], Callable[[dict, int], np.ndarray]]] = {
@@ -559,6 +633,7 @@ CONFUSERS: dict[str, tuple[Callable[[np.random.Generator], dict], Callable[[dict
     "tawny_owl": (sample_tawny_owl, render_tawny_owl),
     "dove_coo": (sample_dove_coo, render_dove_coo),
     "coucal": (sample_coucal, render_coucal),
+    "tonal_near_miss": (sample_tonal_near_miss, render_tonal_near_miss),
 }
 
 

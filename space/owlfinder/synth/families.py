@@ -7,6 +7,8 @@ for leave-one-family-out evaluation.
 ``sourcefilter``   :mod:`owlfinder.synth.sourcefilter`, pulse source with jitter/shimmer through resonances
 ``contours``       :mod:`owlfinder.synth.contours`, resynthesis along pitch contours traced from real
                    spectrograms
+``fm``             :mod:`owlfinder.synth.fm`, a two-operator FM voice (brightness follows loudness) along random
+                   smooth pitch contours, with breath and shimmer
 =================  ===========================================================================================
 
 Every family renders a *dry* call (no echo, reverb, distance or background): :mod:`owlfinder.synth.channel`
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from owlfinder.synth import contours, sourcefilter
+from owlfinder.synth import contours, fm, sourcefilter
 from owlfinder.synth.calls import OwlCallParams, SynthError, render_owl_call, sample_owl_params_wide
 
 __all__ = ["FAMILIES", "Family", "family"]
@@ -117,6 +119,7 @@ FAMILIES: dict[str, Family] = {
                        "sum of sinusoids (owlfinder.synth.calls), drawn across the description's soft edges"),
     "sourcefilter": _module_family(sourcefilter, "pulse source with jitter and shimmer through resonant filters"),
     "contours": _module_family(contours, "resynthesis along pitch contours traced from 19 real spectrograms"),
+    "fm": _module_family(fm, "two-operator FM voice whose brightness follows loudness, random smooth contours"),
 }
 
 

@@ -121,7 +121,7 @@ def check_output_dir(output_dir: str | os.PathLike, *, resume: bool = False, ove
 # ----------------------------------------------------------------------------------------------- models
 
 #: Small architectures to train from scratch offline (``--from_config NAME``): (config kwargs, extractor
-#: kwargs) keyed by name. ``owl-whisper-tiny`` is the bundled starter model's.
+#: kwargs) keyed by name. ``owlnet`` is the bundled starter model's.
 NAMED_CONFIGS: dict[str, dict] = {
     # The starter: 128 mel bands (about 23 Hz apart below 1 kHz, to tell a 350-550 Hz Powerful Owl from a
     # 600-750 Hz Boobook), 50 ms FFT (20 Hz bins), 25 ms frames: 200 frames, 100 encoder positions per 5 s.
@@ -149,6 +149,8 @@ NAMED_CONFIGS: dict[str, dict] = {
                        encoder_ffn_dim=32, classifier_proj_size=8),
         "feature_extractor": dict(feature_size=32, hop_length=160, n_fft=400),
     },
+    # The bundled starter's architecture (owlfinder.owlnet): per-band background removal, a small pitch-aware CNN.
+    "owlnet": {"model_type": "owlnet", "config": {}, "feature_extractor": {}},
     "owl-ast-tiny": {
         "model_type": "audio-spectrogram-transformer",
         "config": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
@@ -175,6 +177,11 @@ def _scratch_config_and_extractor(model_type: str, cfg_kwargs: dict, fe_kwargs: 
     )
 
     labels = _labels_kwargs(label_names)
+    if model_type == "owlnet":
+        from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor
+
+        fe = OwlNetFeatureExtractor(**{"sampling_rate": sampling_rate, **fe_kwargs})
+        return OwlNetConfig(**{"n_bins": fe.feature_size, **cfg_kwargs, **labels}), fe
     if model_type == "whisper":
         fe_kw = dict(feature_size=cfg_kwargs.get("num_mel_bins", 80), sampling_rate=sampling_rate, hop_length=160,
                      chunk_length=int(round(window_s)), n_fft=400)

@@ -1,0 +1,348 @@
+"""Training material as band powers: calls, confusers and backgrounds kept apart, mixed at training time.
+
+A 5 s training example is a background crop plus, perhaps, a call and a confuser, each placed at a random
+time, pitch-shifted by a band or two and set to a random band SNR. Doing that on waveforms and running the
+front end each step costs more than the model; doing it on the front end's band powers costs almost nothing,
+because the band powers of independent sounds add (plus an interference term with random phase, drawn here,
+whose size shrinks with the number of FFT bins under a band). So every sound is turned into log band power
+once (:class:`BandBank`) and :func:`mix_batch` makes new combinations every step: far more variety per
+minute of CPU than pre-mixed clips.
+
+Arrays are ``[bands, frames]`` of ``log10`` power (float16 in the bank), with the bands and frames of
+:class:`~owlfinder.owlnet.OwlNetFeatureExtractor`; :func:`to_db` gives the model's input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["BandBank", "MixConfig", "extractor_settings", "mix_batch", "sound_power", "to_db"]
+
+LOG_FLOOR = -10.0  # log10 power of digital silence (the extractor's -100 dB floor)
+
+
+def sound_power(fe, y: np.ndarray) -> np.ndarray:
+    """``log10`` band power (float16 ``[bands, frames]``) of a mono float32 signal at the extractor's rate:
+    frame ``k`` is centred on sample ``k * hop_length``, as in a window the extractor sees. Computed in 20 s
+    pieces (with context) so that long recordings need little memory."""
+    y = np.asarray(y, dtype=np.float32)
+    hop = fe.hop_length
+    piece = hop * 1000  # 1000 frames (20 s at the default hop) per STFT
+    ctx = -(-fe.n_fft // hop) * hop  # context each side, a whole number of hops so frames stay on the grid
+    out = []
+    with torch.inference_mode():
+        for j in range(0, max(1, len(y)), piece):
+            lo, hi = max(0, j - ctx), min(len(y), j + piece + ctx)
+            seg = y[lo:hi]
+            if len(seg) <= fe.n_fft // 2:
+                seg = np.resize(seg if len(seg) else np.zeros(1, np.float32), fe.n_fft // 2 + 1)
+            db = fe.band_power_db(torch.from_numpy(np.ascontiguousarray(seg))[None])[0]
+            a = (j - lo) // hop
+            out.append(db[:, a: a + piece // hop].numpy())
+    lp = np.concatenate(out, axis=1) / 10.0
+    n_frames = len(y) // hop + 1
+    return np.ascontiguousarray(lp[:, :n_frames]).astype(np.float16)
+
+
+@dataclass
+class BandBank:
+    """Sounds as ``log10`` band power, ready to mix.
+
+    Attributes:
+        calls: owl calls alone (no background), each ``[bands, frames]``.
+        call_keep: per call, the frames ``(first, last)`` that must lie inside a positive window (the first two
+            notes, or the single hoot).
+        call_family: per call, its family's name.
+        confusers: other sounds alone (other owls, frogmouths, koalas, hums...), each ``[bands, frames]``.
+        backgrounds: real negative recordings, each ``[bands, frames]`` (longer than a window).
+        window_frames: frames of a model window.
+        band_rows: rows of the SNR band (the owl band, 300-600 Hz).
+        coherence: per band, the interference term's scale (1 / sqrt of the FFT bins under it).
+        confuser_kind: per confuser, what it is.
+        call_notes: per call, how many notes it has (1 for a single hoot).
+        extractor: the :class:`~owlfinder.owlnet.OwlNetFeatureExtractor` settings the powers were made with.
+    """
+
+    calls: list[np.ndarray]
+    call_keep: np.ndarray
+    call_family: np.ndarray
+    confusers: list[np.ndarray]
+    backgrounds: list[np.ndarray]
+    window_frames: int
+    band_rows: np.ndarray
+    coherence: np.ndarray
+    confuser_kind: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+    extractor: dict = field(default_factory=dict)
+    call_notes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    @classmethod
+    def from_sounds(cls, fe, calls: Sequence[np.ndarray], call_keep: np.ndarray, call_family: Sequence[str],
+                    confusers: Sequence[np.ndarray], backgrounds: Sequence[np.ndarray], *, window_s: float = 5.0,
+                    confuser_kind: Sequence[str] = (), call_notes: Sequence[int] | None = None) -> BandBank:
+        """A bank of log10 band powers made with the extractor ``fe`` (see :func:`sound_power`); calls count as
+        double hoots unless ``call_notes`` says otherwise."""
+        rows, coherence = cls.band_info(fe)
+        notes = np.full(len(calls), 2, np.int64) if call_notes is None else np.asarray(call_notes, dtype=np.int64)
+        return cls(list(calls), np.asarray(call_keep, dtype=np.int64).reshape(-1, 2), np.asarray(call_family),
+                   list(confusers), list(backgrounds), int(round(window_s * fe.sampling_rate)) // fe.hop_length + 1,
+                   rows, coherence, np.asarray(confuser_kind), extractor=extractor_settings(fe), call_notes=notes)
+
+    @property
+    def n_bands(self) -> int:
+        return int(len(self.coherence))
+
+    @property
+    def octaves(self) -> np.ndarray:
+        """Each band's distance from 400 Hz in octaves (float32)."""
+        f_min, bpo = float(self.extractor.get("f_min", 150.0)), int(self.extractor.get("bins_per_octave", 16))
+        return (np.arange(self.n_bands) / bpo + np.log2(f_min / 400.0)).astype(np.float32)
+
+    def feature_extractor(self):
+        """The :class:`~owlfinder.owlnet.OwlNetFeatureExtractor` these powers were made with."""
+        from owlfinder.owlnet import OwlNetFeatureExtractor
+
+        return OwlNetFeatureExtractor(**self.extractor)
+
+    @staticmethod
+    def band_info(fe, band_hz: tuple[float, float] = (300.0, 600.0)) -> tuple[np.ndarray, np.ndarray]:
+        """``(band_rows, coherence)`` for the extractor ``fe`` (see the attributes)."""
+        from owlfinder.owlnet import log_band_filters
+
+        w = log_band_filters(fe.sampling_rate, fe.n_fft, fe.f_min, fe.f_max, fe.bins_per_octave)
+        centres = fe.f_min * 2.0 ** (np.arange(len(w)) / fe.bins_per_octave)
+        rows = np.flatnonzero((centres >= band_hz[0]) & (centres <= band_hz[1]))
+        eff_bins = 1.0 / np.square(w).sum(axis=1)
+        return rows, (1.0 / np.sqrt(eff_bins)).astype(np.float32)
+
+    def subset(self, families: Sequence[str]) -> BandBank:
+        """The same bank with only the calls of ``families``."""
+        keep = np.flatnonzero(np.isin(self.call_family, list(families)))
+        return BandBank([self.calls[i] for i in keep], self.call_keep[keep], self.call_family[keep],
+                        self.confusers, self.backgrounds, self.window_frames, self.band_rows, self.coherence,
+                        self.confuser_kind, self.extractor, self.call_notes[keep])
+
+
+def extractor_settings(fe) -> dict:
+    """The settings of an :class:`~owlfinder.owlnet.OwlNetFeatureExtractor` that band powers depend on."""
+    return {k: getattr(fe, k) for k in ("sampling_rate", "n_fft", "hop_length", "f_min", "f_max", "bins_per_octave",
+                                        "floor_db")}
+
+
+@dataclass
+class MixConfig:
+    """How :func:`mix_batch` draws examples.
+
+    Attributes:
+        snr_db: band SNR range of calls (uniform), dB.
+        confuser_snr_db: band SNR range of confusers, dB.
+        p_confuser_neg: share of negatives with a confuser in them (the rest are real background alone or two
+            backgrounds mixed).
+        p_two_backgrounds: share of the remaining negatives that mix a second background crop into the first.
+        p_confuser_pos: share of positives that also hold a confuser.
+        max_shift_call, max_shift_confuser: random pitch shift, in bands (each band is 1/16 octave).
+        p_tilt, tilt_db_per_octave: share of calls and confusers given a random spectral tilt (dB per octave
+            about 400 Hz, uniform), so that how strong a call's harmonics are is no cue.
+        p_stretch, stretch: share of calls played slower or faster by a factor (log-uniform): note lengths and
+            spacing vary beyond any one generator's.
+        p_warp, max_warp_bands: share of calls whose pitch is bent along a random smooth curve, and the
+            largest bend in bands (1.5 bands is 6.7 %).
+        single_share: share of positives that are single hoots (``None``: as often as in the bank, about one
+            in eight). A lone tonal hoot is weak evidence (many birds give one; the double hoot is the Powerful
+            Owl's signature), so fewer of them teach the model to rank lone hoots below double hoots.
+        p_time_mask, max_time_mask: SpecAugment-style time masks (frames filled with the band's median).
+        p_band_mask, max_band_mask: band masks.
+    """
+
+    snr_db: tuple[float, float] = (-5.0, 20.0)
+    confuser_snr_db: tuple[float, float] = (-5.0, 25.0)
+    p_confuser_neg: float = 0.45
+    p_two_backgrounds: float = 0.3
+    p_confuser_pos: float = 0.15
+    max_shift_call: int = 1
+    max_shift_confuser: int = 2
+    p_tilt: float = 0.7
+    tilt_db_per_octave: tuple[float, float] = (-9.0, 6.0)
+    p_stretch: float = 0.5
+    stretch: tuple[float, float] = (0.85, 1.18)
+    p_warp: float = 0.5
+    max_warp_bands: float = 1.5
+    single_share: float | None = None
+    p_time_mask: float = 0.3
+    max_time_mask: int = 15
+    p_band_mask: float = 0.3
+    max_band_mask: int = 6
+
+
+def _crop(rng: np.random.Generator, bank: BandBank, n: int) -> np.ndarray:
+    lengths = np.array([b.shape[1] for b in bank.backgrounds], dtype=np.float64)
+    b = bank.backgrounds[int(rng.choice(len(lengths), p=lengths / lengths.sum()))]
+    if b.shape[1] < n:
+        b = np.tile(b, (1, n // b.shape[1] + 1))
+    i = int(rng.integers(0, b.shape[1] - n + 1))
+    return np.power(10.0, b[:, i:i + n].astype(np.float32))
+
+
+def _shifted(x: np.ndarray, k: int) -> np.ndarray:
+    """``x`` moved ``k`` bands up (positive) or down, the vacated bands silent."""
+    if k == 0:
+        return x
+    out = np.full_like(x, LOG_FLOOR)
+    if k > 0:
+        out[k:] = x[:-k]
+    else:
+        out[:k] = x[-k:]
+    return out
+
+
+def _tilted(x: np.ndarray, db_per_octave: float, octaves: np.ndarray) -> np.ndarray:
+    """``x`` (log10 power) with a spectral tilt of ``db_per_octave`` about 400 Hz (``octaves``: each band's
+    distance from 400 Hz), its silent parts left silent: harmonics made stronger or weaker than the sound's own."""
+    return np.where(x > LOG_FLOOR + 0.5, x + np.float32(db_per_octave / 10.0) * octaves[:, None], x).astype(x.dtype)
+
+
+def _stretched(x: np.ndarray, keep: tuple[int, int], factor: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """``x`` played ``factor`` times as long (linear interpolation of log power along frames; pitch kept), and
+    the kept frames moved with it."""
+    n = max(2, int(round(x.shape[1] * factor)))
+    src = np.minimum(np.arange(n) / factor, x.shape[1] - 1.0)
+    i0 = np.minimum(src.astype(np.int64), x.shape[1] - 2)
+    w = (src - i0).astype(np.float32)
+    xf = x.astype(np.float32)
+    out = xf[:, i0] * (1.0 - w) + xf[:, i0 + 1] * w
+    return out.astype(x.dtype), (min(n - 1, int(keep[0] * factor)), min(n - 1, int(round(keep[1] * factor))))
+
+
+def _warped(rng: np.random.Generator, x: np.ndarray, max_bands: float, knot_frames: tuple[int, int] = (8, 25)
+            ) -> np.ndarray:
+    """``x`` (log10 power) with its pitch bent along a random smooth curve of at most ``max_bands`` bands: a
+    piecewise-linear shift with knots every ``knot_frames`` frames, applied by interpolating between bands.
+    Glides, arches, droops and wavers come and go, so no one generator's contour is a cue."""
+    n_bands, t = x.shape
+    knots = np.arange(0, t + knot_frames[1], int(rng.integers(*knot_frames)))
+    curve = np.interp(np.arange(t), knots, rng.uniform(-max_bands, max_bands, len(knots)))
+    src = np.arange(n_bands, dtype=np.float64)[:, None] - curve[None, :]  # where each output band reads from
+    i0 = np.floor(src).astype(np.int64)
+    w = (src - i0).astype(np.float32)
+    # Interpolated as power, not log power: a line between two bands splits its power between them.
+    p = np.concatenate([np.power(10.0, x.astype(np.float32)), np.zeros((1, t), np.float32)])  # row -1: silence
+    cols = np.arange(t)[None, :]
+    lo = np.where((i0 >= 0) & (i0 < n_bands), i0, -1)
+    hi = np.where((i0 + 1 >= 0) & (i0 + 1 < n_bands), i0 + 1, -1)
+    out = p[lo, cols] * (1.0 - w) + p[hi, cols] * w
+    return np.log10(np.maximum(out, np.float32(10.0 ** LOG_FLOOR))).astype(x.dtype)
+
+
+def _place(rng: np.random.Generator, sound: np.ndarray, n: int, keep: tuple[int, int] | None
+           ) -> tuple[np.ndarray, slice, int]:
+    """``sound`` (log10, ``[bands, frames]``) at a random offset in an ``n``-frame window, as linear power; the
+    window frames it covers; and the offset (window frame of the sound's frame 0, negative when its start is
+    cut). With ``keep``, frames ``keep[0]..keep[1]`` of the sound stay inside the window."""
+    t = sound.shape[1]
+    if keep is not None:
+        lo, hi = -int(keep[0]), n - 1 - int(keep[1])
+        if hi < lo:  # longer than the window: keep its start
+            hi = lo
+    else:
+        lo, hi = min(0, n - t), max(0, n - t)
+    off = int(rng.integers(lo, hi + 1))
+    a, b = max(0, off), min(n, off + t)
+    out = np.zeros((sound.shape[0], n), np.float32)
+    out[:, a:b] = np.power(10.0, sound[:, a - off: b - off].astype(np.float32))
+    return out, slice(a, b), off
+
+
+def _add(rng: np.random.Generator, bg: np.ndarray, fg: np.ndarray, span: slice, snr_db: float, bank: BandBank
+         ) -> np.ndarray:
+    """``fg`` added to ``bg`` at ``snr_db`` in the SNR band over ``span``, with random-phase interference."""
+    rows = bank.band_rows
+    p_fg = float(fg[rows, span].sum())
+    if p_fg <= 0 or span.stop <= span.start:
+        return bg
+    g = 10.0 ** (snr_db / 10.0) * float(bg[rows, span].sum()) / p_fg
+    fg = fg * np.float32(g)
+    cross = 2.0 * np.sqrt(fg * bg) * np.cos(rng.uniform(0, 2 * np.pi, bg.shape)).astype(np.float32)
+    return np.maximum(bg + fg + cross * bank.coherence[:, None], np.float32(10.0 ** LOG_FLOOR))
+
+
+def _mask(rng: np.random.Generator, db: np.ndarray, c: MixConfig) -> np.ndarray:
+    if rng.random() < c.p_time_mask:
+        w = int(rng.integers(1, c.max_time_mask + 1))
+        t0 = int(rng.integers(0, max(1, db.shape[1] - w)))
+        db[:, t0:t0 + w] = np.median(db, axis=1, keepdims=True)
+    if rng.random() < c.p_band_mask:
+        w = int(rng.integers(1, c.max_band_mask + 1))
+        f0 = int(rng.integers(0, max(1, db.shape[0] - w)))
+        db[f0:f0 + w] = np.median(db[f0:f0 + w], axis=1, keepdims=True)
+    return db
+
+
+def to_db(power: np.ndarray) -> np.ndarray:
+    """Linear band power to the model's input (dB, float32)."""
+    return (10.0 * np.log10(np.maximum(power, np.float32(10.0 ** LOG_FLOOR)))).astype(np.float32)
+
+
+def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, c: MixConfig | None = None, *,
+              hard: Sequence[np.ndarray] = (), n_hard: int = 0,
+              background: Callable[[np.random.Generator], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A batch: ``n_pos`` positives, then ``n_neg`` negatives (``n_hard`` of them from ``hard``, dB arrays).
+
+    Returns:
+        ``(features, labels)``: float32 dB ``[n, bands, frames]`` and 1 for owl, 0 for not.
+    """
+    c = c or MixConfig()
+    n = bank.window_frames
+    crop = background or (lambda r: _crop(r, bank, n))
+    feats, labels = [], []
+
+    octaves = bank.octaves
+
+    def tilt(x: np.ndarray) -> np.ndarray:
+        return _tilted(x, float(rng.uniform(*c.tilt_db_per_octave)), octaves) if rng.random() < c.p_tilt else x
+
+    def confuser(bg: np.ndarray) -> np.ndarray:
+        k = int(rng.integers(len(bank.confusers)))
+        s = tilt(_shifted(bank.confusers[k], int(rng.integers(-c.max_shift_confuser, c.max_shift_confuser + 1))))
+        fg, span, _ = _place(rng, s, n, None)
+        return _add(rng, bg, fg, span, float(rng.uniform(*c.confuser_snr_db)), bank)
+
+    singles = np.flatnonzero(bank.call_notes == 1)
+    multi = np.flatnonzero(bank.call_notes != 1)
+
+    def pick_call() -> int:
+        if c.single_share is None or not len(singles) or not len(multi):
+            return int(rng.integers(len(bank.calls)))
+        pool = singles if rng.random() < c.single_share else multi
+        return int(pool[rng.integers(len(pool))])
+
+    for _ in range(n_pos):
+        k = pick_call()
+        s, keep = bank.calls[k], tuple(bank.call_keep[k])
+        if rng.random() < c.p_stretch:
+            s, keep = _stretched(s, keep, float(np.exp(rng.uniform(*np.log(c.stretch)))))
+        s = tilt(_shifted(s, int(rng.integers(-c.max_shift_call, c.max_shift_call + 1))))
+        if rng.random() < c.p_warp:
+            s = _warped(rng, s, float(rng.uniform(0.0, c.max_warp_bands)))
+        fg, span, _ = _place(rng, s, n, keep)
+        bg = crop(rng)
+        if bank.confusers and rng.random() < c.p_confuser_pos:
+            bg = confuser(bg)
+        feats.append(_mask(rng, to_db(_add(rng, bg, fg, span, float(rng.uniform(*c.snr_db)), bank)), c))
+        labels.append(1)
+    n_hard = min(n_hard, len(hard), n_neg)
+    for _ in range(n_neg - n_hard):
+        bg = crop(rng)
+        if bank.confusers and rng.random() < c.p_confuser_neg:
+            bg = confuser(bg)
+        elif rng.random() < c.p_two_backgrounds:
+            other = crop(rng)
+            bg = bg + other * np.float32(10.0 ** (rng.uniform(-10, 10) / 10.0) * bg.mean() / max(other.mean(), 1e-20))
+        feats.append(_mask(rng, to_db(bg), c))
+        labels.append(0)
+    for i in rng.choice(len(hard), n_hard, replace=False) if n_hard else ():
+        feats.append(_mask(rng, np.array(hard[i], dtype=np.float32), c))
+        labels.append(0)
+    return np.stack(feats), np.array(labels, dtype=np.int64)

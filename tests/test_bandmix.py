@@ -1,0 +1,150 @@
+"""Band-power mixing: powers of independent sounds add, calls land at the asked band SNR, the notes a positive
+must hold stay in its window, and long recordings are turned into band powers seamlessly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from owlfinder.owlnet import OwlNetFeatureExtractor
+from owlfinder.synth.calls import pink_noise
+from owlfinder.train import bandmix
+from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch, sound_power
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def fe() -> OwlNetFeatureExtractor:
+    return OwlNetFeatureExtractor()
+
+
+def _tone(f0: float, seconds: float, level: float = 0.1) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (level * np.sin(2 * np.pi * f0 * t) * np.hanning(len(t))).astype(np.float32)
+
+
+def _bank(fe, rng, n_calls=6) -> BandBank:
+    calls = [sound_power(fe, np.concatenate([np.zeros(1600, np.float32), _tone(400.0 + 20 * i, 0.5),
+                                              np.zeros(800, np.float32), _tone(410.0 + 20 * i, 0.4),
+                                              np.zeros(1600, np.float32)])) for i in range(n_calls)]
+    keep = np.array([[5, c.shape[1] - 6] for c in calls])
+    conf = [sound_power(fe, _tone(700.0, 0.15)) for _ in range(3)]
+    bgs = [sound_power(fe, pink_noise(rng, 12 * SR) * 0.01) for _ in range(2)]
+    return BandBank.from_sounds(fe, calls, keep, ["a"] * (n_calls // 2) + ["b"] * (n_calls - n_calls // 2), conf,
+                                bgs, confuser_kind=["x"] * 3)
+
+
+def test_long_recordings_become_band_powers_without_seams(fe):
+    rng = np.random.default_rng(0)
+    y = pink_noise(rng, 50 * SR).astype(np.float32) * 0.05  # longer than sound_power's 20 s pieces
+    lp = sound_power(fe, y)
+    assert lp.dtype == np.float16 and lp.shape == (fe.feature_size, len(y) // fe.hop_length + 1)
+    for start in (0, 1000 * fe.hop_length, 1990 * fe.hop_length):  # the second piece starts at frame 1000
+        win = fe(y[start:start + 5 * SR], sampling_rate=SR, return_tensors="np")["input_features"][0] / 10.0
+        f0 = start // fe.hop_length
+        inner = slice(3, win.shape[1] - 3)  # the window's own edges are reflect-padded
+        assert np.abs(lp[:, f0:f0 + win.shape[1]][:, inner] - win[:, inner]).max() < 0.01  # 0.1 dB (float16)
+
+
+def test_band_powers_of_independent_sounds_add(fe):
+    """The premise of mixing in band-power space, on a tone in noise: mean error well under a dB."""
+    rng = np.random.default_rng(1)
+    noise, tone = pink_noise(rng, 5 * SR).astype(np.float32) * 0.02, _tone(450.0, 5.0, 0.02)
+    real = 10.0 * sound_power(fe, noise + tone).astype(np.float64)
+    summed = 10.0 * np.log10(10.0 ** sound_power(fe, noise).astype(np.float64)
+                             + 10.0 ** sound_power(fe, tone).astype(np.float64))
+    assert abs(float(np.mean(real - summed))) < 0.5 and float(np.median(np.abs(real - summed))) < 1.5
+
+
+def test_calls_are_added_at_the_asked_band_snr(fe):
+    rng = np.random.default_rng(2)
+    bank = _bank(fe, rng)
+    bank.coherence[:] = 0.0  # no interference term: the SNR is then exact
+    bg = 10.0 ** sound_power(fe, pink_noise(rng, 5 * SR) * 0.01).astype(np.float32)
+    fg, span, _ = bandmix._place(rng, bank.calls[0], bank.window_frames, tuple(bank.call_keep[0]))
+    for snr in (-5.0, 0.0, 12.0):
+        mixed = bandmix._add(rng, bg, fg, span, snr, bank)
+        rows = bank.band_rows
+        got = 10 * np.log10((mixed - bg)[rows, span].sum() / bg[rows, span].sum())
+        assert got == pytest.approx(snr, abs=1e-3)
+    assert bank.band_rows.size and all(300 <= fe.f_min * 2 ** (r / fe.bins_per_octave) <= 600 for r in bank.band_rows)
+
+
+def test_positive_windows_keep_the_first_two_notes(fe):
+    rng = np.random.default_rng(3)
+    long_call = sound_power(fe, np.concatenate([_tone(400.0, 7.0), np.zeros(SR, np.float32)]))  # longer than a window
+    n = 5 * SR // fe.hop_length + 1
+    offsets = []
+    for call, keep in ((long_call, (40, 240)), (long_call[:, :120], (10, 100))):
+        for _ in range(300):
+            fg, span, off = bandmix._place(rng, call, n, keep)
+            assert 0 <= off + keep[0] and off + keep[1] <= n - 1  # the kept frames are in the window
+            assert span == slice(max(0, off), min(n, off + call.shape[1]))
+            np.testing.assert_allclose(fg[:, span], 10.0 ** call[:, span.start - off: span.stop - off].astype(np.float32))
+            assert not fg[:, :span.start].any() and not fg[:, span.stop:].any()
+            offsets.append(off)
+    assert min(offsets) < 0 < max(offsets)  # calls are cut at either edge too, never their kept notes
+
+
+def test_mix_batch_makes_labelled_finite_features(fe):
+    rng = np.random.default_rng(4)
+    bank = _bank(fe, rng)
+    hard = [np.full((bank.n_bands, bank.window_frames), -40.0, np.float16)] * 5
+    x, y = mix_batch(rng, bank, 6, 10, MixConfig(), hard=hard, n_hard=3)
+    assert x.shape == (16, fe.feature_size, bank.window_frames) and x.dtype == np.float32
+    assert np.isfinite(x).all() and y.tolist() == [1] * 6 + [0] * 10
+    assert sum(np.allclose(f, -40.0) for f in x[6:]) == 3  # the hard negatives were used
+    rows = bank.band_rows
+    loud = [float(np.percentile(f[rows], 99) - np.median(f[rows])) for f in x]
+    assert np.mean(loud[:6]) > np.mean(loud[6:13])  # owls stand out of their band more than background does
+    assert bank.subset(["a"]).call_family.tolist() == ["a"] * 3
+
+
+def test_bank_builds_the_extractor_it_was_made_with():
+    fe = OwlNetFeatureExtractor(hop_length=256, f_max=2000.0)
+    bank = BandBank.from_sounds(fe, [], np.zeros((0, 2)), [], [], [])
+    again = bank.feature_extractor()
+    assert again.hop_length == 256 and again.feature_size == fe.feature_size == bank.n_bands
+    x = np.random.default_rng(5).standard_normal(SR).astype(np.float32)
+    assert torch.equal(fe(x, sampling_rate=SR, return_tensors="pt")["input_features"],
+                       again(x, sampling_rate=SR, return_tensors="pt")["input_features"])
+
+
+def test_tilt_changes_harmonics_against_the_fundamental_and_leaves_silence(fe):
+    bank = BandBank.from_sounds(fe, [], np.zeros((0, 2)), [], [], [])
+    oct_ = bank.octaves
+    k400 = int(np.argmin(np.abs(oct_)))
+    k800 = int(np.argmin(np.abs(oct_ - 1.0)))
+    assert abs(oct_[k400]) < 1 / 32 and abs(oct_[k800] - 1.0) < 1 / 32
+    x = np.full((bank.n_bands, 10), bandmix.LOG_FLOOR, np.float16)
+    x[[k400, k800], 2:8] = -4.0  # a fundamental and its octave, the rest silent
+    t = bandmix._tilted(x, 6.0, oct_).astype(np.float32)
+    assert t[k800, 4] - t[k400, 4] == pytest.approx(0.6, abs=0.01)  # +6 dB per octave, in log10 units
+    assert np.all(t[:, :2] == bandmix.LOG_FLOOR) and t.dtype == np.float32
+
+
+def test_stretch_plays_a_call_slower_or_faster_with_its_kept_notes(fe):
+    x = np.full((4, 100), bandmix.LOG_FLOOR, np.float32)
+    x[1, 20:40] = -3.0  # a 20-frame note
+    for factor in (0.85, 1.18):
+        y, keep = bandmix._stretched(x, (20, 40), factor)
+        assert y.shape == (4, round(100 * factor))
+        on = np.flatnonzero(y[1] > -3.5)
+        assert abs(len(on) - 20 * factor) <= 2 and abs(on[0] - keep[0]) <= 1 and abs(on[-1] - keep[1]) <= 2
+
+
+def test_warp_bends_the_pitch_smoothly_within_its_limit():
+    x = np.full((70, 120), bandmix.LOG_FLOOR, np.float32)
+    x[30, 10:110] = -3.0  # a flat note
+    rng = np.random.default_rng(7)
+    bent = False
+    for _ in range(20):
+        y = bandmix._warped(rng, x, 1.5)
+        peak = np.argmax(y[:, 10:110], axis=0)
+        assert np.all(np.abs(peak - 30) <= 2) and np.all(np.abs(np.diff(peak)) <= 1)  # smooth, within 1.5 bands
+        assert np.isclose(y[:, 10:110].max(axis=0), -3.0, atol=1.6).all()  # the note keeps its level
+        assert np.allclose(y[:, :8], bandmix.LOG_FLOOR, atol=1e-4)  # silence stays silent
+        bent |= len(set(peak.tolist())) > 1
+    assert bent
