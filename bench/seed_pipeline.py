@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
     t_imported = time.perf_counter()
-    fe = AutoFeatureExtractor.from_pretrained(args.model)
-    model = AutoModelForAudioClassification.from_pretrained(args.model).eval()
+    # the bundled starter (OwlNet) carries its code in its folder, as a Hub checkpoint with custom code does
+    fe = AutoFeatureExtractor.from_pretrained(args.model, trust_remote_code=True)
+    model = AutoModelForAudioClassification.from_pretrained(args.model, trust_remote_code=True).eval()
     labels = {int(k): v for k, v in model.config.id2label.items()}
     owl = next(i for i, name in labels.items() if name.lower() == "owl" or "ninox" in name.lower())
     sr = int(fe.sampling_rate)

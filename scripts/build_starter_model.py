@@ -10,7 +10,7 @@ docs/generalisation.md) measures, trained on *all* call families:
 1. ``train``: OwlNet (``owlfinder.owlnet``: per-band background removal, then a small pitch-aware CNN on
    150-3000 Hz) trained from scratch by ``owlfinder.train.recipe`` on the band bank of
    ``owlfinder.evaluation.lofo.Material``: the calls of every family in ``owlfinder.synth.families``
-   (additive, sourcefilter, contours), each through a random propagation (distance, trees, reverb), mixed at
+   (additive, sourcefilter, contours, fm), each through a random propagation (distance, trees, reverb), mixed at
    -5..20 dB band SNR into the *training* sites' recordings of ``../shared/data``; negatives are those
    recordings alone, every confuser of ``owlfinder.synth.fieldclips.CONFUSER_KINDS`` (other owls, frogmouth,
    koala, frogs, hums, tonal near-misses) on them, and two hard-negative rounds. The threshold is the lowest
@@ -155,7 +155,7 @@ python scripts/detect.py night.flac --model {where} --out results/   # uses the 
 ```
 
 Labels: `0: owl`, `1: not_owl`. **Decision threshold: call a window owl when its owl probability is at least
-`{thr:.6f}`** (`owl_threshold` in `config.json`; `owlfinder` uses it by default). {cal["message"]}.
+`{thr:.6f}`** (`owl_threshold` in `config.json`; `owlfinder` uses it by default): {cal["message"].split(": ", 1)[-1]}.
 The training families' calls inserted into those calibration recordings are found at that threshold with
 recall {val_md}.
 

@@ -78,10 +78,6 @@ def test_scores_within_0_02_of_torch_fp32(arch, trained, cache):
     scores = int8.score(windows)
     assert scores.shape == (len(windows),)
     assert np.abs(scores - ref).max() < 0.02
-    meta = json.loads((onnx.export_onnx(trained[arch], N, quantize=True, cache_dir=cache).parent / "meta.json")
-                      .read_text())
-    if arch != "ast":  # the feature encoder's convolutions (after the first) are quantised as MatMuls too
-        assert meta["convs_as_matmul"] == 6 if arch == "wav2vec2" else meta["convs_as_matmul"] >= 6
     # Repeatable: a window scores the same alone, in a batch, or next to other windows.
     for i in (0, 3):
         assert int8.score(windows[i: i + 1])[0] == pytest.approx(scores[i], abs=1e-6)

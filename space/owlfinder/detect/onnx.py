@@ -28,7 +28,7 @@ __all__ = ["BACKENDS", "OnnxRunner", "cache_key", "default_cache_dir", "export_o
 
 BACKENDS = ("onnx", "onnx-int8")
 #: Bump when the export recipe changes, so older cached files are not reused.
-EXPORT_RECIPE = "owl-onnx-2"
+EXPORT_RECIPE = "owl-onnx-1"
 OPSET = 17
 #: What ``quantize_dynamic`` does for ``onnx-int8`` (docs/onnx.md: fastest and least drift of those tried).
 QUANT_OPTS = {"op_types_to_quantize": ["MatMul"], "per_channel": True, "weight_type": "QInt8"}
@@ -84,49 +84,6 @@ def cache_key(model_dir: str | os.PathLike, quantize: bool, window_samples: int)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
-def _conv_as_matmul_class():
-    import torch
-    from torch import nn
-
-    class ConvAsMatMul(nn.Module):
-        """A ``Conv1d`` (no padding, no dilation, one group) as ``kernel`` strided slices and one MatMul: the same
-        function, in a form that MatMul-only dynamic quantisation covers (ONNX Runtime's ``ConvInteger`` was 3x
-        slower than float convolutions; its int8 MatMul uses the CPU's VNNI instructions)."""
-
-        def __init__(self, conv: nn.Conv1d):
-            super().__init__()
-            self.k, self.s = int(conv.kernel_size[0]), int(conv.stride[0])
-            c_out, c_in, k = conv.weight.shape
-            self.weight = nn.Parameter(conv.weight.detach().permute(1, 2, 0).reshape(c_in * k, c_out).clone())
-            self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            n = (int(x.shape[-1]) - self.k) // self.s + 1  # a constant in the exported graph: the window is fixed
-            cols = [x[:, :, j: j + self.s * (n - 1) + 1: self.s] for j in range(self.k)]
-            u = (torch.stack(cols, dim=-1) if self.k > 1 else cols[0].unsqueeze(-1)).permute(0, 2, 1, 3)
-            y = torch.matmul(u.reshape(u.shape[0], n, -1), self.weight)
-            if self.bias is not None:
-                y = y + self.bias
-            return y.transpose(1, 2)
-
-    return ConvAsMatMul
-
-
-def conv_as_matmul(net) -> int:
-    """Replace every plain ``Conv1d`` of ``net`` with more than 8 input channels (a wav2vec2 / SEW-D feature
-    encoder's layers after the first) by an equivalent strided-slice MatMul, so that ``onnx-int8`` quantises
-    them too; returns how many were replaced. The first layer (one input channel) stays a convolution."""
-    from torch import nn
-
-    cls = _conv_as_matmul_class()
-    swaps = [(parent, name, child) for parent in net.modules() for name, child in parent.named_children()
-             if isinstance(child, nn.Conv1d) and child.groups == 1 and child.dilation == (1,)
-             and child.padding == (0,) and child.padding_mode == "zeros" and child.in_channels > 8]
-    for parent, name, child in swaps:
-        setattr(parent, name, cls(child))
-    return len(swaps)
-
-
 def export_onnx(model_dir: str | os.PathLike, window_samples: int, *, quantize: bool = False,
                 cache_dir: str | os.PathLike | None = None) -> Path:
     """Export (and for ``quantize`` int8-quantise) the local model ``model_dir``; return the ``.onnx`` path.
@@ -153,28 +110,28 @@ def export_onnx(model_dir: str | os.PathLike, window_samples: int, *, quantize: 
     entry.mkdir(parents=True, exist_ok=True)
     meta: dict = {"window_samples": int(window_samples), "source": str(model_dir), "key": key}
     t0 = time.perf_counter()
-    fe = AutoFeatureExtractor.from_pretrained(model_dir)
-    net = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
-    sr = int(getattr(fe, "sampling_rate", 16000) or 16000)
-    probe = (np.random.default_rng(0).standard_normal((2, window_samples)) * 0.1).astype(np.float32)
-    name = net.main_input_name
-    x = fe(list(probe), sampling_rate=sr, return_tensors="pt")[name].float()
-    if quantize:  # the convolutions as MatMuls, so that they are quantised too
-        meta["convs_as_matmul"] = conv_as_matmul(net)
-    with tempfile.TemporaryDirectory(dir=entry) as tmp:
-        tmp_path = Path(tmp) / "model.onnx"
-        import warnings
+    if quantize:
+        fp32 = export_onnx(model_dir, window_samples, cache_dir=cache_dir)
+        meta["input_name"] = json.loads((fp32.parent / "meta.json").read_text())["input_name"]
+        _quantize(fp32, target)
+    else:
+        fe = AutoFeatureExtractor.from_pretrained(model_dir)
+        net = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
+        sr = int(getattr(fe, "sampling_rate", 16000) or 16000)
+        probe = (np.random.default_rng(0).standard_normal((2, window_samples)) * 0.1).astype(np.float32)
+        name = net.main_input_name
+        x = fe(list(probe), sampling_rate=sr, return_tensors="pt")[name].float()
+        with tempfile.TemporaryDirectory(dir=entry) as tmp:
+            tmp_path = Path(tmp) / target.name
+            import warnings
 
-        with warnings.catch_warnings():  # TracerWarnings about the (fixed) window length; legacy exporter
-            warnings.simplefilter("ignore")
-            torch.onnx.export(net, (), tmp_path, kwargs={name: x}, input_names=[name], output_names=["logits"],
-                              dynamo=False, opset_version=OPSET,
-                              dynamic_axes={name: {0: "batch"}, "logits": {0: "batch"}})
-        if quantize:
-            _quantize(tmp_path, target)
-        else:
+            with warnings.catch_warnings():  # TracerWarnings about the (fixed) window length; legacy exporter
+                warnings.simplefilter("ignore")
+                torch.onnx.export(net, (), tmp_path, kwargs={name: x}, input_names=[name], output_names=["logits"],
+                                  dynamo=False, opset_version=OPSET,
+                                  dynamic_axes={name: {0: "batch"}, "logits": {0: "batch"}})
             os.replace(tmp_path, target)
-    meta.update({"input_name": name, "input_shape": list(x.shape[1:])})
+        meta.update({"input_name": name, "input_shape": list(x.shape[1:])})
     meta.update({"quantized": quantize, "seconds": round(time.perf_counter() - t0, 2),
                  "file_mb": round(target.stat().st_size / 2**20, 2)})
     tmp_meta = entry / f".meta-{os.getpid()}.json.tmp"
