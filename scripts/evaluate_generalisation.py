@@ -36,6 +36,7 @@ def default_shared() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from owlfinder.durable import atomic_write_text
     from owlfinder.evaluation.generalisation import fold_table
     from owlfinder.evaluation.lofo import Material, run_fold, train_model
     from owlfinder.synth.families import FAMILIES
@@ -86,9 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                   "wall_s": round(time.monotonic() - t0, 1)})
         results["folds"][held] = r
         results["recipe"] = recipe.to_dict()
-        tmp = results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=1, default=str))
-        os.replace(tmp, results_path)
+        atomic_write_text(results_path, json.dumps(results, indent=1, default=str))
         print(f"{held}: recall {r['recall']:.2f} at the calibrated threshold {r['threshold']:.4f} "
               f"({r['false_positives']} FP in {r['test_hours']:.2f} h = {r['fp_per_hour']:.2f}/h, 95 % upper "
               f"{r['fp_per_hour_upper95']:.1f}/h); recall at <= 1 FP/h {r['recall_at_1_fph']:.2f}; on the "

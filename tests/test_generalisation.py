@@ -172,12 +172,16 @@ def test_calibrated_threshold_sits_above_every_calibration_false_event():
     assert G.calibrate_threshold_fph([det], 0.5, margin_logit=0.0) == pytest.approx(0.93, abs=1e-6)
 
 
-def test_hard_negative_rounds_keep_the_top_scores_and_feed_later_batches():
-    rng = np.random.default_rng(5)
+def _small_bank(rng: np.random.Generator, fam: str) -> tuple[BandBank, list[np.ndarray]]:
+    """Four calls of ``fam``, two of them also as confusers, on two 8 s beds; the bank and the beds' band powers."""
     fe = OwlNetFeatureExtractor()
-    calls, keep = _calls(rng, fe, "additive", 4)
+    calls, keep = _calls(rng, fe, fam, 4)
     beds = [sound_power(fe, b) for b in _beds(rng, 2, 8 * SR)]
-    bank = BandBank.from_sounds(fe, calls, np.array(keep), ["additive"] * 4, calls[:2], beds)
+    return BandBank.from_sounds(fe, calls, np.array(keep), [fam] * 4, calls[:2], beds), beds
+
+
+def test_hard_negative_rounds_keep_the_top_scores_and_feed_later_batches():
+    bank, beds = _small_bank(np.random.default_rng(5), "additive")
     logs: list[str] = []
     cfg = RecipeConfig(steps=6, batch_size=8, mine_at=(0.3, 0.6), mine_top=0.25, mine_candidates=20,
                        mine_hop_frames=50, model=TOY_NET)
@@ -189,11 +193,7 @@ def test_hard_negative_rounds_keep_the_top_scores_and_feed_later_batches():
 
 
 def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():
-    rng = np.random.default_rng(6)
-    fe = OwlNetFeatureExtractor()
-    calls, keep = _calls(rng, fe, "fm", 4)
-    beds = [sound_power(fe, b) for b in _beds(rng, 2, 8 * SR)]
-    bank = BandBank.from_sounds(fe, calls, np.array(keep), ["fm"] * 4, calls[:2], beds)
+    bank, _ = _small_bank(np.random.default_rng(6), "fm")
     model, _, info = train_recipe(bank, RecipeConfig(steps=3, batch_size=8, mine_at=(), model=TOY_NET, members=2),
                                   log=lambda *_: None)
     assert model.config.n_members == 2 and len(info["members"]) == 2

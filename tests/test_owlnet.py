@@ -163,3 +163,17 @@ def test_models_trained_apart_join_into_one_ensemble(tmp_path):
     other, _ = _model(seed=7, hidden_size=48)
     with pytest.raises(ValueError, match="architecture"):
         OwlNetForAudioClassification.from_members([a, other])
+
+
+def test_the_bundled_model_carries_the_packages_own_owlnet_code():
+    """The starter folder's copies (loaded by plain transformers with remote code) are the package's modules
+    (loaded by owlfinder): both ways of loading it run the same code."""
+    from pathlib import Path
+
+    import owlfinder.owlnet as pkg
+    from owlfinder.detect.model import BUNDLED_MODEL
+
+    if not (BUNDLED_MODEL / "config.json").exists():
+        pytest.skip("no bundled starter model")
+    for name in ("configuration_owlnet.py", "modeling_owlnet.py", "feature_extraction_owlnet.py"):
+        assert (BUNDLED_MODEL / name).read_bytes() == (Path(pkg.__file__).parent / name).read_bytes(), name

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from owlfinder.durable import atomic_write, atomic_write_text
 from owlfinder.evaluation.generalisation import (
     calibrate_threshold_fph,
     evaluate_fold,
@@ -76,11 +77,9 @@ class Material:
             return [data[:, cut[i]:cut[i + 1]] for i in range(len(lengths))], meta
         t0 = time.monotonic()
         arrs, meta = make()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, data=np.concatenate(arrs, axis=1), lengths=np.array([a.shape[1] for a in arrs]),
-                 meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: np.savez(f, data=np.concatenate(arrs, axis=1),
+                                              lengths=np.array([a.shape[1] for a in arrs]),
+                                              meta=np.array(json.dumps(meta))))
         self.log(f"cached {path.name}: {len(arrs)} sounds in {time.monotonic() - t0:.0f} s")
         return arrs, meta
 
@@ -223,9 +222,7 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg.update({"owl_threshold": thr, "owl_window_s": WINDOW_S, "owl_calibration": calib})
-    tmp = cfg_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, cfg_path)
+    atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     mat.log(calib["message"] + "; training families' recall there: "
             + ", ".join(f"{k} {v['recall']:.2f}" for k, v in val.items()))
     return {"threshold": thr, "training": info, "calibration": calib}

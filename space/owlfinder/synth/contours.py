@@ -31,6 +31,8 @@ import numpy as np
 from scipy import signal
 from scipy.interpolate import PchipInterpolator
 
+from owlfinder.synth.description import draw_f0, draw_n_notes, draw_sex
+
 FAMILY = "contours"
 LEAD_IN_S = 0.05
 CONTOURS_PATH = os.environ.get("OWL_CONTOURS_JSON",
@@ -81,18 +83,9 @@ def sample_params(rng: np.random.Generator, *, sex: str | None = None,
     """
     tab = load_table()
     calls = tab["calls"]
-    if sex is None:
-        sex = "male" if rng.random() < 0.6 else "female"
-    if sex not in ("male", "female"):
-        raise ValueError(f"sex must be 'male' or 'female', got {sex!r}")
-    if n_notes is None:
-        n_notes = int(rng.choice(list(_NOTE_COUNT_P), p=list(_NOTE_COUNT_P.values())))
-    if not 1 <= int(n_notes) <= 6:
-        raise ValueError("n_notes must be in 1..6")
-    n_notes = int(n_notes)
-
-    f0 = (rng.uniform(350, 380) if rng.random() < 0.6 else rng.uniform(380, 430)) \
-        if sex == "male" else rng.uniform(450, 550)
+    sex = draw_sex(rng, sex)
+    n_notes = draw_n_notes(rng, n_notes, _NOTE_COUNT_P)
+    f0 = draw_f0(rng, sex)
 
     ci = int(rng.integers(len(calls)))
     pattern = calls[ci]["notes"]

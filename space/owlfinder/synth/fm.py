@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from owlfinder.synth.description import draw_f0, draw_n_notes, draw_sex
+
 __all__ = ["FAMILY", "notes", "render", "sample_params"]
 
 FAMILY = "fm"
@@ -56,19 +58,9 @@ def sample_params(rng: np.random.Generator, *, sex: str | None = None, n_notes: 
         (``onset_s``, ``dur_s``, ``pitch_ratio``, ``gain_db`` and its contour and envelope). Times in s,
         frequencies in Hz, levels in dB.
     """
-    if sex is None:
-        sex = "male" if rng.random() < 0.6 else "female"
-    if sex not in ("male", "female"):
-        raise ValueError(f"sex must be 'male' or 'female', got {sex!r}")
-    if n_notes is None:
-        n_notes = int(rng.choice(list(_NOTES_P), p=list(_NOTES_P.values())))
-    if not 1 <= int(n_notes) <= 6:
-        raise ValueError("n_notes must be in 1..6")
-    n_notes = int(n_notes)
-    if sex == "male":
-        f0 = rng.uniform(350, 380) if rng.random() < 0.6 else rng.uniform(380, 430)
-    else:
-        f0 = rng.uniform(450, 550)
+    sex = draw_sex(rng, sex)
+    n_notes = draw_n_notes(rng, n_notes, _NOTES_P)
+    f0 = draw_f0(rng, sex)
     flat = rng.random() < 0.25
     voice = {
         "index": _r(rng.uniform(0.0, 0.8)),             # FM brightness at full loudness

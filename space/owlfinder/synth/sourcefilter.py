@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from owlfinder.synth.description import draw_f0, draw_n_notes, draw_sex
+
 FAMILY = "sourcefilter"
 LEAD_IN_S = 0.05
 _NOTE_COUNT_P = {1: 0.12, 2: 0.58, 3: 0.10, 4: 0.08, 5: 0.06, 6: 0.06}
@@ -64,21 +66,9 @@ def sample_params(rng: np.random.Generator, *, sex: str | None = None,
         JSON-serialisable parameters. Times in seconds, frequencies in Hz,
         levels in dB. Per-note entries are in ``params["notes"]``.
     """
-    if sex is None:
-        sex = "male" if rng.random() < 0.6 else "female"
-    if sex not in ("male", "female"):
-        raise ValueError(f"sex must be 'male' or 'female', got {sex!r}")
-    if n_notes is None:
-        ks = list(_NOTE_COUNT_P)
-        n_notes = int(rng.choice(ks, p=np.array(list(_NOTE_COUNT_P.values()))))
-    if not 1 <= int(n_notes) <= 6:
-        raise ValueError("n_notes must be in 1..6")
-    n_notes = int(n_notes)
-
-    if sex == "male":
-        f0 = rng.uniform(350, 380) if rng.random() < 0.6 else rng.uniform(380, 430)
-    else:
-        f0 = rng.uniform(450, 550)
+    sex = draw_sex(rng, sex)
+    n_notes = draw_n_notes(rng, n_notes, _NOTE_COUNT_P)
+    f0 = draw_f0(rng, sex)
 
     # second-note pitch ratio: mostly higher (females more so), sometimes same,
     # occasionally slightly lower

@@ -123,7 +123,7 @@ def check_output_dir(output_dir: str | os.PathLike, *, resume: bool = False, ove
 #: Small architectures to train from scratch offline (``--from_config NAME``): (config kwargs, extractor
 #: kwargs) keyed by name. ``owlnet`` is the bundled starter model's.
 NAMED_CONFIGS: dict[str, dict] = {
-    # The starter: 128 mel bands (about 23 Hz apart below 1 kHz, to tell a 350-550 Hz Powerful Owl from a
+    # The previous starter (before OwlNet): 128 mel bands (about 23 Hz apart below 1 kHz, to tell a 350-550 Hz Powerful Owl from a
     # 600-750 Hz Boobook), 50 ms FFT (20 Hz bins), 25 ms frames: 200 frames, 100 encoder positions per 5 s.
     "owl-whisper-tiny": {
         "model_type": "whisper",
