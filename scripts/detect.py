@@ -58,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hop", type=float, default=2.5, help="seconds between window starts (default 2.5)")
     p.add_argument("--gap", type=float, default=0.7, help="merge positive windows this close, in s (0.7)")
     p.add_argument("--min-duration", type=float, default=0.0, help="drop events shorter than this, in s")
+    p.add_argument("--second-look", type=float, default=DetectionParams.second_look_logit, metavar="LOGITS",
+                   help="also score the windows half a hop around every window within LOGITS of the threshold "
+                        "(default %(default)s; docs/cli.md)")
+    p.add_argument("--no-second-look", action="store_true", help="the window grid alone")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (32 CPU, 256 GPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", default="torch", choices=list(BACKENDS),
@@ -105,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             threshold=args.threshold, hop_s=args.hop, gap_s=args.gap, min_duration_s=args.min_duration,
             batch_size=args.batch_size or (256 if clf.device.type == "cuda" else 32),
             max_duration_s=None if args.max_duration is None else args.max_duration * 3600,
+            second_look_logit=None if args.no_second_look else args.second_look,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

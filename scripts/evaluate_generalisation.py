@@ -3,6 +3,7 @@
 
     python scripts/evaluate_generalisation.py                      # all folds (~75 min on 2 CPU cores)
     python scripts/evaluate_generalisation.py --folds contours     # one fold
+    python scripts/evaluate_generalisation.py --tag r7 --reuse-models  # the fold models again, current engine
 
 For each call family (``owlfinder.synth.families``): train OwlNet on the others (plus confusers and the training
 sites' real audio, with hard-negative mining: ``owlfinder.train.recipe``), calibrate the threshold on the
@@ -38,7 +39,7 @@ def default_shared() -> Path:
 def main(argv: list[str] | None = None) -> int:
     from owlfinder.durable import atomic_write_text
     from owlfinder.evaluation.generalisation import fold_table
-    from owlfinder.evaluation.lofo import Material, run_fold, train_model
+    from owlfinder.evaluation.lofo import Material, calibrate_model, run_fold, train_model
     from owlfinder.synth.families import FAMILIES
     from owlfinder.train.recipe import RecipeConfig
 
@@ -58,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--init-from", default=None,
                    help="warm start every fold from this model folder (fair only if it never saw the held-out family)")
     p.add_argument("--tag", default="", help="name of this recipe variant (results go to WORK/TAG)")
+    p.add_argument("--reuse-models", action="store_true",
+                   help="a fold whose model is already in WORK/TAG is not trained again: its threshold is set again "
+                        "from the calibration sites and it is evaluated with the current engine (after a change to "
+                        "the scan)")
     args = p.parse_args(argv)
     if not (args.shared / "MANIFEST.tsv").is_file():
         print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
@@ -79,14 +84,21 @@ def main(argv: list[str] | None = None) -> int:
         train = [f for f in FAMILIES if f != held]
         print(f"== fold: hold out {held}, train on {', '.join(train)}", flush=True)
         model_dir = res_dir / f"fold-{held}"
-        trained = train_model(mat, train, model_dir, recipe)
+        if args.reuse_models and (model_dir / "config.json").is_file() and held in results["folds"]:
+            calib = calibrate_model(mat, model_dir, train)
+            trained = {"threshold": calib["threshold"], "calibration": calib,
+                       "training": results["folds"][held]["training"]}
+        else:
+            trained = train_model(mat, train, model_dir, recipe)
         r = run_fold(mat, model_dir, trained["threshold"], held)
         cal = run_fold(mat, model_dir, trained["threshold"], held, split="calibration")
         r["calibration_sites"] = {k: cal[k] for k in ("calls", "recall", "recall_at_1_fph", "recall_by_snr")}
         r.update({"train_families": train, "calibration": trained["calibration"], "training": trained["training"],
                   "wall_s": round(time.monotonic() - t0, 1)})
         results["folds"][held] = r
-        results["recipe"] = recipe.to_dict()
+        results.setdefault("recipe", recipe.to_dict())
+        if not args.reuse_models:
+            results["recipe"] = recipe.to_dict()
         atomic_write_text(results_path, json.dumps(results, indent=1, default=str))
         print(f"{held}: recall {r['recall']:.2f} at the calibrated threshold {r['threshold']:.4f} "
               f"({r['false_positives']} FP in {r['test_hours']:.2f} h = {r['fp_per_hour']:.2f}/h, 95 % upper "

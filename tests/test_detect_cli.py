@@ -200,3 +200,25 @@ def test_damaged_mp3_frames_are_one_note_not_a_flood(shared_data, tmp_path, tiny
     assert proc.returncode == 0, proc.stderr
     assert "libmpg123/" not in proc.stderr and "part2_3_length (" not in proc.stderr
     assert proc.stderr.count("note: the MP3 decoder reported") == 1
+
+
+def test_second_look_is_part_of_what_a_saved_result_is_reused_for(tmp_path, tiny_model_dir):
+    spec = importlib.util.spec_from_file_location("detect_script", SCRIPT)
+    detect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detect)
+    (tmp_path / "in").mkdir()
+    write_tone_file(tmp_path / "in" / "night.flac", 12.0, seed=3)
+    out = tmp_path / "out"
+    base = [str(tmp_path / "in"), "--out", str(out), "--model", str(tiny_model_dir), "--quiet"]
+
+    def run(*extra: str) -> tuple[str, list[float]]:
+        assert detect.main([*base, *extra]) == 0
+        doc = json.loads((out / "night.json").read_text())
+        return read_summary(out / "summary.csv")[0].status, [w["start_s"] for w in doc["windows"]]
+
+    status, grid = run("--threshold", "0.5", "--no-second-look")
+    assert status == "ok" and grid == [0.0, 2.5, 5.0, 7.0]  # the grid and the end-aligned window
+    status, looked = run("--threshold", "0.5", "--second-look", "50")  # every window is a candidate
+    assert status == "ok" and looked == [0.0, 1.25, 2.5, 3.75, 5.0, 6.25, 7.0]
+    assert run("--threshold", "0.6", "--second-look", "50")[0] == "rethresholded"  # higher: same windows
+    assert run("--threshold", "0.4", "--second-look", "50")[0] == "ok"  # lower: scanned again

@@ -22,7 +22,7 @@ def test_scores_are_the_owl_probability_of_each_window(tmp_path, arch, order):
     folder = save_tiny(arch, order, tmp_path / "model")
     rec = write_tone_file(tmp_path / "rec.flac", 13.7, sr=44100, channels=2)
     clf = load_classifier(folder, device="cpu")
-    det = detect(rec, clf, DetectionParams(hop_s=2.5, batch_size=3))
+    det = detect(rec, clf, DetectionParams(hop_s=2.5, batch_size=3, second_look_logit=None))  # the grid alone
 
     # Windows cover the file: starts on the 2.5 s grid plus one final window ending at the end.
     assert det.duration_s == pytest.approx(13.7, abs=1e-3)
@@ -48,7 +48,7 @@ def test_a_window_range_gives_the_whole_scans_windows(tmp_path, tiny_model_dir, 
     of a whole-file scan, the final end-aligned window included when ``k1`` is ``None``."""
     rec = write_tone_file(tmp_path / "rec.wav", 16.3)
     clf = load_classifier(tiny_model_dir, device="cpu")
-    params = DetectionParams(hop_s=2.5, batch_size=2)
+    params = DetectionParams(hop_s=2.5, batch_size=2, second_look_logit=None)
     whole = detect(rec, clf, params)
     batches = list(scan_windows(rec, clf, params, window_range=window_range))
     starts = np.concatenate([b[0] for b in batches])
@@ -88,7 +88,7 @@ def test_partial_results_grow_and_progress_reaches_the_end(tmp_path, tiny_model_
     rec = write_tone_file(tmp_path / "20210603T200000+1000_Site_1.wav", 60.0, sr=22050)
     clf = load_classifier(tiny_model_dir)
     seen = []
-    parts = list(iter_detect(rec, clf, DetectionParams(batch_size=4, threshold=0.0),
+    parts = list(iter_detect(rec, clf, DetectionParams(batch_size=4, threshold=0.0, second_look_logit=None),
                              progress=lambda d, t: seen.append((d, t))))
     sizes = [len(p.scores) for p in parts]
     assert sizes == sorted(sizes) and sizes[-1] == 23 and len(parts) > 3
@@ -137,3 +137,33 @@ def test_duration_limit(tmp_path, tiny_model_dir):
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="cannot load model"):
         load_classifier(tmp_path / "nothing-here")
+
+
+def test_second_look_adds_the_half_hop_neighbours_of_candidate_windows(tmp_path, tiny_model_dir):
+    """Windows near or above the threshold get their half-hop neighbours scored too: exactly the windows a scan
+    at half the hop has there, merged in start order; far below the threshold nothing is added."""
+    rec = write_tone_file(tmp_path / "rec.wav", 21.0)
+    clf = load_classifier(tiny_model_dir, device="cpu")
+    grid = detect(rec, clf, DetectionParams(hop_s=2.5, threshold=0.5, second_look_logit=None))
+    fine = detect(rec, clf, DetectionParams(hop_s=1.25, threshold=0.5, second_look_logit=None))
+    # a threshold between the grid's scores and no margin below it: some windows are candidates, some not
+    thr = float(np.median(grid.scores[:-1]))
+    looked = detect(rec, clf, DetectionParams(hop_s=2.5, threshold=thr, second_look_logit=0.0))
+    assert np.all(np.diff(looked.starts_s) > 0)
+    on_grid = np.isin(np.round(looked.starts_s, 6), np.round(grid.starts_s, 6))
+    np.testing.assert_allclose(looked.scores[on_grid], grid.scores, atol=1e-6)
+    extra = np.round(looked.starts_s[~on_grid], 6)
+    assert len(extra)
+    cand = grid.starts_s[:-1][grid.scores[:-1] >= thr]
+    assert 0 < len(cand) < len(grid.scores) - 1
+    want = {round(s + d, 6) for s in cand for d in (-1.25, 1.25)} & set(np.round(fine.starts_s, 6))
+    assert set(extra) == want - set(np.round(grid.starts_s, 6))
+    fine_by_start = dict(zip(np.round(fine.starts_s, 6), fine.scores, strict=True))
+    np.testing.assert_allclose(looked.scores[~on_grid], [fine_by_start[s] for s in extra], atol=1e-6)
+    # the events come from every window, the second-look ones included
+    assert looked.rethreshold(0.0).events[0].n_windows == len(looked.scores)
+
+    unlikely = detect(rec, clf, DetectionParams(hop_s=2.5, threshold=1.0))
+    assert len(unlikely.scores) == len(grid.scores)
+    with pytest.raises(ValueError, match="second_look_logit"):
+        DetectionParams(second_look_logit=-1.0)

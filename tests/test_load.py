@@ -99,7 +99,9 @@ def test_eight_clients_at_once(tmp_path, tiny_model_dir):
                     rec = shared if (k == 0 and c < 2) else own[(c, k)]  # two clients send one file at once
                     doc = call(stats, "detect", lambda rec=rec: client.predict(handle_file(str(rec)),
                                                                                api_name="/detect"), deadline)
-                    assert doc["file"] == rec.name and doc["status"] == "complete" and len(doc["windows"]) == 3
+                    assert doc["file"] == rec.name and doc["status"] == "complete"
+                    # the grid (0, 2.5 and the end-aligned 3.0), plus any second-look window between them
+                    assert {w["start_s"] for w in doc["windows"]} >= {0.0, 2.5, 3.0}
             except BaseException as err:  # noqa: BLE001 - reported by the main thread
                 with stats.lock:
                     stats.errors.append(f"detector {c}: {type(err).__name__}: {err}")

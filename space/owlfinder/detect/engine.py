@@ -10,17 +10,22 @@ two threads whichever side is slower.
   indices, as the Space's ZeroGPU slices do) batch by batch;
 - :class:`DetectionBuilder` collects such batches into a (partial or complete)
   :class:`~owlfinder.detect.detection.Detection`;
+- :func:`second_look` scores the half-hop neighbours of the windows near or above the threshold (a call the
+  grid cuts in two is then seen whole in one window);
 - :func:`iter_detect` yields a growing partial result after every batch (the Space draws its timeline from
   it; its events are derived only when read); :func:`detect` returns the final one.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +37,7 @@ from owlfinder.detect.model import OwlClassifier
 from owlfinder.detect.windows import frame_batches
 from owlfinder.timestamps import parse_recording_start
 
-__all__ = ["Detection", "DetectionBuilder", "DetectionParams", "detect", "iter_detect", "scan_windows"]
+__all__ = ["Detection", "DetectionBuilder", "DetectionParams", "detect", "iter_detect", "scan_windows", "second_look"]
 
 Progress = Callable[[float, float], None]
 #: One scored batch: window starts (samples at the model's rate from the start of the file), owl scores,
@@ -300,6 +305,18 @@ class DetectionBuilder:
         self._starts.append(starts)
         self.n_samples = max(self.n_samples, int(n_samples))
 
+    def add_off_grid(self, starts: np.ndarray, scores: np.ndarray) -> None:
+        """Merge extra windows (from :func:`second_look`) into the collected ones, kept in start order; a start
+        already present is not added twice."""
+        st, sc = self._starts.view(), self._scores.view()
+        new = ~np.isin(starts, st)
+        st = np.concatenate([st, np.asarray(starts, dtype=np.int64)[new]])
+        sc = np.concatenate([sc, np.asarray(scores, dtype=np.float32)[new]])
+        order = np.argsort(st, kind="stable")
+        self._starts, self._scores = _Grow(len(st), np.int64), _Grow(len(st), np.float32)
+        self._starts.append(st[order])
+        self._scores.append(sc[order])
+
     def result(self, status: str, error: str | None = None, timings: dict[str, float] | None = None
                ) -> Detection:
         """The windows so far as a :class:`Detection` (``status``: complete | running | partial).
@@ -322,7 +339,59 @@ class DetectionBuilder:
             min_duration_s=params.min_duration_s, recorded_at=self.recorded_at, starts_s=starts_s,
             ends_s=ends_s, scores=sc, events=_events(*args) if status == "complete" else _Deferred(_events, *args),
             status=status, error=error, model_fingerprint=clf.fingerprint, timings_s=dict(timings or {}),
+            second_look_logit=params.second_look_logit,
         )
+
+
+def second_look(path: str | Path, clf: OwlClassifier, params: DetectionParams, built: DetectionBuilder,
+                info: audio.AudioInfo | None = None, timings: dict[str, float] | None = None,
+                scan: Callable[[DetectionParams, int, int], Iterator[Batch]] | None = None) -> int:
+    """Score the windows half a hop before and after each grid window that came within
+    ``params.second_look_logit`` logits of the threshold, and add them to ``built``.
+
+    The grid puts a window every hop; a call that straddles two windows is seen only in part by each, and
+    scores lower than it would centred. The neighbours are the windows a scan at half the hop would add there,
+    decoded with :func:`scan_windows` (its window ranges), so only the audio around the candidates is read
+    again. ``scan(params, k0, k1)`` replaces that scan (the Space's ZeroGPU slices pass their GPU call).
+
+    Returns:
+        How many windows were added.
+    """
+    if params.second_look_logit is None:
+        return 0
+    sr, win = clf.sampling_rate, clf.window_samples
+    hop = max(1, int(round(params.hop_s * sr)))
+    half = hop // 2
+    if half < 1:
+        return 0
+    thr = min(max(built.threshold, 1e-7), 1 - 1e-7)
+    z = math.log(thr / (1 - thr)) - params.second_look_logit
+    floor = 1.0 / (1.0 + math.exp(-z))
+    st, sc = built._starts.view(), built._scores.view()
+    cand = st[(sc >= floor) & (st % hop == 0)]  # grid windows only (not the end-aligned last one)
+    last = built.n_samples - win  # no neighbour runs past the end of the audio decoded
+    # on the half-hop grid (for an odd hop, the nearest point of it)
+    want = np.unique(np.rint(np.concatenate([cand - half, cand + half]) / half).astype(np.int64) * half)
+    want = want[(want >= 0) & (want <= last) & ~np.isin(want, st)]
+    if not len(want):
+        return 0
+    fine = replace(params, hop_s=half / sr)
+    idx = want // half
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)  # neighbours one window apart share a decode
+    if scan is None:
+        def scan(prm: DetectionParams, k0: int, k1: int) -> Iterator[Batch]:
+            return scan_windows(path, clf, prm, window_range=(k0, k1), info=info, timings=timings)
+    starts, scores = [], []
+    for run in runs:
+        for s0, p, _ in scan(fine, int(run[0]), int(run[-1]) + 1):
+            keep = np.isin(s0, want)
+            starts.append(np.asarray(s0)[keep])
+            scores.append(np.asarray(p)[keep])
+    if not starts:
+        return 0
+    starts_a, scores_a = np.concatenate(starts), np.concatenate(scores)
+    built.add_off_grid(starts_a, scores_a)
+    return int(len(starts_a))
 
 
 def iter_detect(
@@ -379,6 +448,10 @@ def iter_detect(
         raise
     finally:
         batches.close()  # a caller that stops early stops the decoding thread at once
+    try:
+        second_look(path, clf, params, built, info=info, timings=timings)
+    except audio.AudioError as err:  # the grid is complete and stands; the extra windows are only a refinement
+        logging.getLogger(__name__).warning("%s: second look skipped (%s)", path, err.reason)
     final = result("complete")
     if progress is not None:
         progress(final.duration_s, final.duration_s)

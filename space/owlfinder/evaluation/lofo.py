@@ -28,7 +28,7 @@ from owlfinder.synth import channel, fieldclips
 from owlfinder.synth.families import FAMILIES, family
 from owlfinder.train.bandmix import BandBank, extractor_settings, sound_power
 
-__all__ = ["Material", "detect_all", "run_fold", "train_model"]
+__all__ = ["Material", "calibrate_model", "detect_all", "run_fold", "train_model"]
 
 SR = 16000
 WINDOW_S = 5.0
@@ -176,7 +176,10 @@ class Material:
 
 
 def detect_all(model_dir: str | os.PathLike, paths: Sequence[str]) -> list:
-    """Finished engine detections (window scores kept) of each recording, on the CPU with one thread."""
+    """Finished engine detections (window scores kept) of each recording, on the CPU with one thread.
+
+    The scan runs at threshold 0.5, so its second look covers every window a calibrated (higher) threshold's
+    would, and more."""
     from owlfinder.detect.engine import DetectionParams, detect
     from owlfinder.detect.model import load_classifier
 
@@ -204,6 +207,20 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     model.config.owl_window_s = WINDOW_S
     model.save_pretrained(out)
     fe.save_pretrained(out)
+    calib = calibrate_model(mat, out, families, target_fp_per_hour=target_fp_per_hour, margin_logit=margin_logit)
+    return {"threshold": calib["threshold"], "training": info, "calibration": calib}
+
+
+def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Sequence[str], *,
+                    target_fp_per_hour: float = 0.5, margin_logit: float = 0.5) -> dict:
+    """Set a saved model's threshold from the calibration sites (the engine's scan, second look included) and
+    write it into its ``config.json``.
+
+    Returns:
+        The calibration record: the threshold, the false positives per hour of the calibration recordings and
+        the recall of ``families``' calls inserted there.
+    """
+    out = Path(model_dir)
     cal = mat.recordings("calibration", None)
     cal_dets = detect_all(out, [p for p, _, _ in cal])
     thr = calibrate_threshold_fph(cal_dets, target_fp_per_hour, margin_logit)
@@ -225,7 +242,7 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     atomic_write_text(cfg_path, json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     mat.log(calib["message"] + "; training families' recall there: "
             + ", ".join(f"{k} {v['recall']:.2f}" for k, v in val.items()))
-    return {"threshold": thr, "training": info, "calibration": calib}
+    return {"threshold": thr, **calib}
 
 
 def run_fold(mat: Material, model_dir: str | os.PathLike, threshold: float, held_out: str, split: str = "test"

@@ -50,7 +50,7 @@ import soundfile as sf
 from owlfinder import audio
 from owlfinder.audio import AudioError, AudioInfo
 from owlfinder.detect.detection import Detection, DetectionParams
-from owlfinder.detect.engine import DetectionBuilder, iter_detect
+from owlfinder.detect.engine import DetectionBuilder, iter_detect, second_look
 from owlfinder.detect.exports import FORMATS, SUFFIXES, write_detection
 from owlfinder.detect.model import ModelError, OwlClassifier, load_classifier
 from owlfinder.errors import OwlFinderError, public_message, scrub_paths
@@ -581,6 +581,12 @@ class DetectService:
                 in_time(min(reached / sr, info.duration_s))
                 if due():
                     yield result("running")
+
+        def rescan(prm: DetectionParams, k0: int, k1: int):
+            return gpu.scan_slice(self._key, str(upload.path), prm, k0, k1, (k1 - k0) * prm.hop_s, info,
+                                  self.cfg.gpu_rtf, self.cfg.gpu_max_s)
+
+        second_look(str(upload.path), clf, params, built, info=info, scan=rescan)
         yield result("complete")
 
     # --------------------------------------------------------------------------------------- UI
