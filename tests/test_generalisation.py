@@ -131,6 +131,16 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     assert len(again.calls) == 6 and all(np.array_equal(a, b) for a, b in zip(again.calls, first.calls, strict=True))
     assert set(again.confuser_kind) == set(fieldclips.CONFUSER_KINDS)
 
+    # After a change to the scan, the threshold is set again without training (--reuse-models, --steps calibrate).
+    from owlfinder.evaluation.lofo import calibrate_model
+
+    weights = (out / "model.safetensors").read_bytes()
+    (out / "config.json").write_text(json.dumps({**cfg, "owl_threshold": 0.123}))
+    recal = calibrate_model(mat, out, ["additive", "sourcefilter"])
+    assert recal["threshold"] == pytest.approx(trained["threshold"])
+    assert json.loads((out / "config.json").read_text())["owl_threshold"] == pytest.approx(trained["threshold"])
+    assert (out / "model.safetensors").read_bytes() == weights
+
 
 def test_insert_calls_places_each_family_at_the_asked_snr():
     rng = np.random.default_rng(3)
