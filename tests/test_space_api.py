@@ -303,15 +303,25 @@ def test_same_upload_can_be_run_again(tmp_path, tiny_clf):
         list(svc.run(session2, None))
 
 
-def test_zero_gpu_slices_give_the_engines_windows(tmp_path, tiny_clf, night):
-    """Scanning in GPU-sized slices (as on ZeroGPU) gives the same windows and scores as one engine pass."""
+def test_zero_gpu_slices_give_the_engines_windows(tmp_path, tiny_clf, night, monkeypatch):
+    """Scanning in GPU-sized slices (as on ZeroGPU) gives the same windows and scores as one engine pass, the
+    second look included, which takes a few GPU calls of at most a slice's audio each, not one per candidate."""
+    from owlfinder.ui import zerogpu
+
     path, _ = night
     svc = _service(tmp_path, tiny_clf, sliced=True)
     object.__setattr__(svc, "cfg", AppConfig(tmp_dir=svc.cfg.tmp_dir, gpu_slice_s=60.0, update_every_s=0.0))
     up = svc.open_upload(_upload_copy(path, tmp_path / "up"))
+    calls = []
+    real = zerogpu.scan_ranges
+    monkeypatch.setattr(zerogpu, "scan_ranges", lambda *a: calls.append((len(a[3]), a[4])) or real(*a))
     sliced = list(svc.scan(up))[-1]
     whole = detect(up.path, tiny_clf, DetectionParams(hop_s=2.5))
     assert sliced.timings_s["slices"] >= 9
+    n_extra = len(whole.scores) - len(detect(up.path, tiny_clf, DetectionParams(hop_s=2.5, second_look_logit=None)).scores)
+    # every window is a candidate for this random model: about the file's audio again, in slice-sized calls
+    assert n_extra > 50 and len(calls) <= sliced.timings_s["slices"] + 2
+    assert all(audio_s <= 60.0 + 5.0 for _, audio_s in calls)
     np.testing.assert_array_equal(sliced.starts_s, whole.starts_s)
     np.testing.assert_allclose(sliced.ends_s, whole.ends_s)
     np.testing.assert_allclose(sliced.scores, whole.scores, atol=1e-4)

@@ -345,14 +345,16 @@ class DetectionBuilder:
 
 def second_look(path: str | Path, clf: OwlClassifier, params: DetectionParams, built: DetectionBuilder,
                 info: audio.AudioInfo | None = None, timings: dict[str, float] | None = None,
-                scan: Callable[[DetectionParams, int, int], Iterator[Batch]] | None = None) -> int:
+                scan: Callable[[DetectionParams, list[WindowRange]], Iterator[Batch]] | None = None) -> int:
     """Score the windows half a hop before and after each grid window that came within
     ``params.second_look_logit`` logits of the threshold, and add them to ``built``.
 
     The grid puts a window every hop; a call that straddles two windows is seen only in part by each, and
     scores lower than it would centred. The neighbours are the windows a scan at half the hop would add there,
     decoded with :func:`scan_windows` (its window ranges), so only the audio around the candidates is read
-    again. ``scan(params, k0, k1)`` replaces that scan (the Space's ZeroGPU slices pass their GPU call).
+    again. ``scan(params, ranges)`` replaces that scan: it scores the windows ``k0 <= k < k1`` of each
+    ``(k0, k1)`` in ``ranges`` on the half-hop grid (the Space's ZeroGPU slices pass their GPU call, so a few GPU
+    calls cover every candidate).
 
     Returns:
         How many windows were added.
@@ -379,14 +381,14 @@ def second_look(path: str | Path, clf: OwlClassifier, params: DetectionParams, b
     idx = want // half
     runs = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)  # neighbours one window apart share a decode
     if scan is None:
-        def scan(prm: DetectionParams, k0: int, k1: int) -> Iterator[Batch]:
-            return scan_windows(path, clf, prm, window_range=(k0, k1), info=info, timings=timings)
+        def scan(prm: DetectionParams, ranges: list[WindowRange]) -> Iterator[Batch]:
+            for k0, k1 in ranges:
+                yield from scan_windows(path, clf, prm, window_range=(k0, k1), info=info, timings=timings)
     starts, scores = [], []
-    for run in runs:
-        for s0, p, _ in scan(fine, int(run[0]), int(run[-1]) + 1):
-            keep = np.isin(s0, want)
-            starts.append(np.asarray(s0)[keep])
-            scores.append(np.asarray(p)[keep])
+    for s0, p, _ in scan(fine, [(int(run[0]), int(run[-1]) + 1) for run in runs]):
+        keep = np.isin(s0, want)
+        starts.append(np.asarray(s0)[keep])
+        scores.append(np.asarray(p)[keep])
     if not starts:
         return 0
     starts_a, scores_a = np.concatenate(starts), np.concatenate(scores)

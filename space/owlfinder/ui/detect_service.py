@@ -582,9 +582,22 @@ class DetectService:
                 if due():
                     yield result("running")
 
-        def rescan(prm: DetectionParams, k0: int, k1: int):
-            return gpu.scan_slice(self._key, str(upload.path), prm, k0, k1, (k1 - k0) * prm.hop_s, info,
-                                  self.cfg.gpu_rtf, self.cfg.gpu_max_s)
+        def rescan(prm: DetectionParams, ranges: list[tuple[int, int]]):
+            """The second look's ranges in GPU calls of at most a slice's audio each."""
+            per = max(1, int((slice_s - clf.window_s) // prm.hop_s) + 1)  # windows in a slice's audio
+            pieces = [(j, min(k1, j + per)) for k0, k1 in ranges for j in range(k0, k1, per)]
+            group: list[tuple[int, int]] = []
+            audio_s = 0.0
+            for k0, k1 in pieces:
+                group.append((k0, k1))
+                audio_s += (k1 - k0 - 1) * prm.hop_s + clf.window_s
+                if audio_s >= slice_s:
+                    yield from gpu.scan_ranges(self._key, str(upload.path), prm, group, audio_s, info,
+                                               self.cfg.gpu_rtf, self.cfg.gpu_max_s)
+                    group, audio_s = [], 0.0
+            if group:
+                yield from gpu.scan_ranges(self._key, str(upload.path), prm, group, audio_s, info,
+                                           self.cfg.gpu_rtf, self.cfg.gpu_max_s)
 
         second_look(str(upload.path), clf, params, built, info=info, scan=rescan)
         yield result("complete")

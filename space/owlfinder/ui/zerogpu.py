@@ -38,6 +38,7 @@ __all__ = [
     "plan_slices",
     "register_classifier",
     "scan_range",
+    "scan_ranges",
     "scan_slice",
     "slice_seconds",
 ]
@@ -144,3 +145,17 @@ def scan_slice(key: str, path: str, params: DetectionParams, k0: int, k1: int | 
     """One GPU call: :func:`scan_range` with the classifier registered under ``key``, asking ZeroGPU for
     :func:`gpu_seconds` of ``audio_s`` seconds of audio (at most ``max_s``)."""
     yield from scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
+
+
+def _ranges_duration(key: str, path: str, params: DetectionParams, ranges: list[tuple[int, int]], audio_s: float,
+                     info: AudioInfo, rtf: float, max_s: float) -> int:
+    return gpu_seconds(audio_s, rtf=rtf, max_s=max_s)
+
+
+@gpu_task(duration=_ranges_duration)
+def scan_ranges(key: str, path: str, params: DetectionParams, ranges: list[tuple[int, int]], audio_s: float,
+                info: AudioInfo, rtf: float, max_s: float) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """One GPU call over several window ranges (the engine's second look): :func:`scan_range` for each, asking
+    for :func:`gpu_seconds` of their ``audio_s`` seconds of audio together."""
+    for k0, k1 in ranges:
+        yield from scan_range(path, _CLASSIFIERS[key], params, k0, k1, info)
