@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         r.update({"train_families": train, "calibration": trained["calibration"], "training": trained["training"],
                   "wall_s": round(time.monotonic() - t0, 1)})
         results["folds"][held] = r
-        results.setdefault("recipe", recipe.to_dict())
-        if not args.reuse_models:
+        if not args.reuse_models or "recipe" not in results:  # reused models keep the recipe they were made with
             results["recipe"] = recipe.to_dict()
         atomic_write_text(results_path, json.dumps(results, indent=1, default=str))
         print(f"{held}: recall {r['recall']:.2f} at the calibrated threshold {r['threshold']:.4f} "

@@ -19,7 +19,6 @@ two threads whichever side is slower.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import queue
 import threading
@@ -33,6 +32,7 @@ import torch
 
 from owlfinder import audio
 from owlfinder.detect.detection import DEFAULT_PARAMS, Detection, DetectionParams, _Deferred, _events
+from owlfinder.detect.events import shift_threshold
 from owlfinder.detect.model import OwlClassifier
 from owlfinder.detect.windows import frame_batches
 from owlfinder.timestamps import parse_recording_start
@@ -367,8 +367,7 @@ def second_look(path: str | Path, clf: OwlClassifier, params: DetectionParams, b
     if half < 1:
         return 0
     thr = min(max(built.threshold, 1e-7), 1 - 1e-7)
-    z = math.log(thr / (1 - thr)) - params.second_look_logit
-    floor = 1.0 / (1.0 + math.exp(-z))
+    floor = shift_threshold(thr, -params.second_look_logit)
     st, sc = built._starts.view(), built._scores.view()
     cand = st[(sc >= floor) & (st % hop == 0)]  # grid windows only (not the end-aligned last one)
     last = built.n_samples - win  # no neighbour runs past the end of the audio decoded

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Event", "merge_events"]
+__all__ = ["Event", "merge_events", "shift_threshold"]
+
+
+def shift_threshold(threshold: float, logits: float) -> float:
+    """``threshold`` moved by ``logits`` in logit units (up when positive); ``threshold`` lies strictly in (0, 1)."""
+    return 1.0 / (1.0 + math.exp(-(math.log(threshold / (1 - threshold)) + logits)))
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from owlfinder.detect.events import shift_threshold
 from owlfinder.evaluation.report import fp_rate_upper_bound, match_events, threshold_for_fp_rate
 
 __all__ = ["SNR_BANDS", "calibrate_threshold_fph", "evaluate_fold", "fold_table", "read_manifest", "site_group",
@@ -111,7 +111,7 @@ def calibrate_threshold_fph(negative_dets: Sequence, target_fp_per_hour: float =
     ``target_fp_per_hour``, raised by ``margin_logit`` in logit units (headroom for unseen sites)."""
     t = threshold_for_fp_rate(list(negative_dets), [[] for _ in negative_dets], target_fp_per_hour)
     t = min(max(t, 1e-6), 1 - 1e-7)
-    return float(1.0 / (1.0 + math.exp(-(math.log(t / (1 - t)) + margin_logit))))
+    return float(shift_threshold(t, margin_logit))
 
 
 def evaluate_fold(threshold: float, clean_dets: Sequence, clean_sites: Sequence[str], call_dets: Sequence,
