@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from owlfinder.synth import contours, fm, sourcefilter
+from owlfinder.synth import contours, fm, sourcefilter, syrinx
 from owlfinder.synth.calls import sample_owl_params_wide
 from owlfinder.synth.families import FAMILIES, family
 
-MODULES = [sourcefilter, contours, fm]
+MODULES = [sourcefilter, contours, fm, syrinx]
 SEEDS = range(12)
 SRS = (8000, 16000, 22050, 48000)
 
@@ -187,3 +187,28 @@ def test_wide_additive_sampler_spans_the_soft_edges():
     assert noise.min() < 0.01 and noise.max() > 0.2  # pure to breathy
     gains_db = 20 * np.log10([p.note_gains[1] for p in doubles])
     assert gains_db.min() < -4 and gains_db.max() > 2
+
+
+def test_syrinx_oscillator_is_born_above_threshold_at_its_prewarped_pitch():
+    """The physical model's premises: below the phonation threshold the labia fall still; above it they settle on
+    the van der Pol amplitude ``2 sqrt(r)`` at the requested pitch (the pre-warp undoes the integrator's error)."""
+    sr, n = syrinx.SIM_SR, syrinx.SIM_SR // 2
+    f = 500.0
+    w = np.full(n, 2.0 * sr * np.sin(np.pi * f / sr))
+    quiet = syrinx._oscillate(np.full(n, -0.15), w, 0.5, np.zeros(n), 0.05)
+    assert np.abs(quiet[-800:]).max() < 1e-3 * 0.05
+    loud = syrinx._oscillate(np.full(n, 0.5), w, 0.5, np.zeros(n), 0.05)
+    tail = loud[n // 2:]
+    assert abs(np.abs(tail).max() - 2.0 * np.sqrt(0.5)) < 0.1
+    crossings = np.flatnonzero((tail[:-1] < 0) & (tail[1:] >= 0))
+    measured = sr / np.mean(np.diff(crossings))
+    assert abs(measured / (f * (1.0 - (0.5 * 0.5) ** 2 / 16)) - 1.0) < 0.005  # van der Pol's own slowing only
+
+
+def test_syrinx_calls_sit_at_their_drawn_pitch():
+    for seed in range(6):
+        p = syrinx.sample_params(np.random.default_rng(seed), n_notes=2)
+        p["voice"]["coupling"] = 0.0  # no pressure-pitch glide: the held pitch is f0
+        y = syrinx.render(p, 16000)
+        f1 = _note_pitch(y, 16000, *syrinx.notes(p)[0])
+        assert abs(f1 / p["f0_hz"] - 1.0) < 0.02, (seed, f1, p["f0_hz"])

@@ -1,7 +1,7 @@
-"""The draws from the published call description that the ``sourcefilter``, ``contours`` and ``fm`` families share:
-who is calling, how many notes a bout has, and the fundamental's range. Each family builds its sound its own way;
-only these numbers of the description are common to them (``additive``, :mod:`owlfinder.synth.calls`, keeps its
-own, wider draw).
+"""The draws from the published call description that the ``sourcefilter``, ``contours``, ``fm`` and ``syrinx``
+families share: who is calling, how many notes a bout has, and the fundamental's range. Each family builds its
+sound its own way; only these numbers of the description are common to them (``additive``,
+:mod:`owlfinder.synth.calls`, keeps its own, wider draw).
 """
 
 from __future__ import annotations

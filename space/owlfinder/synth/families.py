@@ -9,6 +9,9 @@ for leave-one-family-out evaluation.
                    spectrograms
 ``fm``             :mod:`owlfinder.synth.fm`, a two-operator FM voice (brightness follows loudness) along random
                    smooth pitch contours, with breath and shimmer
+``syrinx``         :mod:`owlfinder.synth.syrinx`, a physical model: van der Pol labia driven by air-sac pressure
+                   (notes are born and die at a Hopf bifurcation, pitch coupled to pressure), flow through a
+                   throat resonance and a partly open beak
 =================  ===========================================================================================
 
 Every family renders a *dry* call (no echo, reverb, distance or background): :mod:`owlfinder.synth.channel`
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from owlfinder.synth import contours, fm, sourcefilter
+from owlfinder.synth import contours, fm, sourcefilter, syrinx
 from owlfinder.synth.calls import OwlCallParams, SynthError, render_owl_call, sample_owl_params_wide
 
 __all__ = ["FAMILIES", "Family", "family"]
@@ -120,6 +123,7 @@ FAMILIES: dict[str, Family] = {
     "sourcefilter": _module_family(sourcefilter, "pulse source with jitter and shimmer through resonant filters"),
     "contours": _module_family(contours, "resynthesis along pitch contours traced from 19 real spectrograms"),
     "fm": _module_family(fm, "two-operator FM voice whose brightness follows loudness, random smooth contours"),
+    "syrinx": _module_family(syrinx, "physical model: van der Pol labia driven by pressure, throat and beak"),
 }
 
 
