@@ -47,9 +47,9 @@ SHIPPED = ("model.safetensors", "config.json", "preprocessor_config.json", "conf
 
 def step_train(mat, run: Path, recipe, negative_splits: list[str]) -> dict:
     from owlfinder.evaluation.lofo import train_model
-    from owlfinder.synth.families import FAMILIES
+    from owlfinder.synth.families import RECIPE_FAMILIES
 
-    trained = train_model(mat, list(FAMILIES), run, recipe, background_splits=negative_splits)
+    trained = train_model(mat, list(RECIPE_FAMILIES), run, recipe, background_splits=negative_splits)
     (run / "training.json").write_text(json.dumps(trained, indent=1, default=str))
     return trained
 
@@ -57,9 +57,9 @@ def step_train(mat, run: Path, recipe, negative_splits: list[str]) -> dict:
 def step_calibrate(mat, run: Path) -> dict:
     """The threshold set again from the calibration sites with the current engine (after a change to the scan)."""
     from owlfinder.evaluation.lofo import calibrate_model
-    from owlfinder.synth.families import FAMILIES
+    from owlfinder.synth.families import RECIPE_FAMILIES
 
-    return calibrate_model(mat, run, list(FAMILIES))
+    return calibrate_model(mat, run, list(RECIPE_FAMILIES))
 
 
 def step_evaluate(mat, run: Path) -> dict:
