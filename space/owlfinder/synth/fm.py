@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from owlfinder.synth.description import draw_f0, draw_n_notes, draw_sex
+from owlfinder.synth.description import draw_bout, draw_f0, draw_n_notes, draw_sex, note_times
 
 __all__ = ["FAMILY", "notes", "render", "sample_params"]
 
@@ -78,35 +78,23 @@ def sample_params(rng: np.random.Generator, *, sex: str | None = None, n_notes: 
     d2 = float(np.clip(d1 * rng.uniform(0.6, 1.4), 0.25, 0.95))
     gain2 = rng.uniform(-6.0, 4.0)
     spacing = float(np.clip(rng.normal(0.9, 0.12), 0.62, 1.25))
-    out, onset = [], 0.0
-    for i in range(n_notes):
-        first = i % 2 == 0  # bouts repeat the woo-HOO pair
-        dur = float(np.clip((d1 if first else d2) * rng.uniform(0.95, 1.05), 0.25, 0.95))
-        if i > 0:
-            prev = out[-1]
-            step = float(np.clip(spacing * rng.uniform(0.97, 1.03), prev["dur_s"] + 0.12, 1.25))
-            onset = prev["onset_s"] + max(step, 0.62)
-        out.append({
-            "onset_s": _r(onset), "dur_s": _r(dur),
-            "pitch_ratio": 1.0 if first else _r(ratio2 * rng.uniform(0.995, 1.005)),
-            "gain_db": _r(0.0 if first else gain2 + rng.uniform(-1.0, 1.0)),
-            "glide_depth": _r(voice["glide_depth"] * rng.uniform(0.7, 1.3)) if voice["glide_depth"] else 0.0,
-            "glide_s": _r(rng.uniform(0.03, 0.16)),
-            "droop": _r(rng.uniform(0.0, 0.04) if rng.random() < 0.5 else 0.0),
-            "attack_s": _r(rng.uniform(0.02, 0.14)),
-            "attack_pow": _r(rng.uniform(0.6, 2.5)),
-            "sag_db": _r(rng.uniform(-3.0, 3.0)),
-            "release_frac": _r(rng.uniform(0.25, 0.45)),
-            "release_kind": str(rng.choice(["power", "linear", "cos"])),
-        })
+    out = draw_bout(rng, n_notes, d1, d2, ratio2, gain2, spacing, lambda rng: {
+        "glide_depth": _r(voice["glide_depth"] * rng.uniform(0.7, 1.3)) if voice["glide_depth"] else 0.0,
+        "glide_s": _r(rng.uniform(0.03, 0.16)),
+        "droop": _r(rng.uniform(0.0, 0.04) if rng.random() < 0.5 else 0.0),
+        "attack_s": _r(rng.uniform(0.02, 0.14)),
+        "attack_pow": _r(rng.uniform(0.6, 2.5)),
+        "sag_db": _r(rng.uniform(-3.0, 3.0)),
+        "release_frac": _r(rng.uniform(0.25, 0.45)),
+        "release_kind": str(rng.choice(["power", "linear", "cos"])),
+    })
     return {"family": FAMILY, "sex": sex, "f0_hz": _r(f0, 3), "voice": voice, "notes": out,
             "lead_in_s": LEAD_IN_S, "tail_s": TAIL_S}
 
 
 def notes(params: dict) -> list[tuple[float, float]]:
     """Each note's (onset, offset) in s within the rendered array."""
-    lead = float(params.get("lead_in_s", LEAD_IN_S))
-    return [(lead + n["onset_s"], lead + n["onset_s"] + n["dur_s"]) for n in params["notes"]]
+    return note_times(params, LEAD_IN_S)
 
 
 def _envelope(n: dict, t: np.ndarray, rng: np.random.Generator, shimmer_db: float, sr: int) -> np.ndarray:
