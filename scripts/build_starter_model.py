@@ -208,6 +208,7 @@ python scripts/build_starter_model.py          # this model
 
 def main(argv: list[str] | None = None) -> int:
     from owlfinder.evaluation.lofo import Material
+    from owlfinder.train.bandmix import MixConfig
     from owlfinder.train.recipe import RecipeConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -222,15 +223,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="sites whose recordings are training negatives (the calibration sites never are)")
     p.add_argument("--train-steps", type=int, default=RecipeConfig.steps, help="optimiser steps (per member)")
     p.add_argument("--members", type=int, default=RecipeConfig.members, help="models joined into one ensemble")
+    p.add_argument("--mix", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="MixConfig overrides (as in evaluate_generalisation.py), e.g. p_eq=0.5")
     args = p.parse_args(argv)
     if not (args.shared / "MANIFEST.tsv").is_file():
         print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
+        return 2
+    try:
+        mix = MixConfig.from_overrides(args.mix)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
     run = args.work / "run"
     mat = Material(args.shared, args.cache)
     if "train" in args.steps:
-        step_train(mat, run, RecipeConfig(steps=args.train_steps, members=args.members), args.negative_splits)
+        step_train(mat, run, RecipeConfig(steps=args.train_steps, members=args.members, mix=mix),
+                   args.negative_splits)
     if "calibrate" in args.steps and "train" not in args.steps:  # training calibrates already
         step_calibrate(mat, run)
     if "evaluate" in args.steps:

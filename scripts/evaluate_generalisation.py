@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from owlfinder.evaluation.generalisation import fold_table
     from owlfinder.evaluation.lofo import Material, calibrate_model, run_fold, train_model
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
+    from owlfinder.train.bandmix import MixConfig
     from owlfinder.train.recipe import RecipeConfig
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,12 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=RecipeConfig.lr)
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="training wall-clock limit per fold (default: none; steps decide, so runs repeat)")
+    p.add_argument("--seed", type=int, default=RecipeConfig.seed,
+                   help="seeds the training (the material and the test copies do not change)")
     p.add_argument("--n-calls", type=int, default=2500, help="owl calls per family in the band bank")
     p.add_argument("--no-mining", action="store_true", help="no hard-negative rounds")
     p.add_argument("--members", type=int, default=RecipeConfig.members,
                    help="models trained apart (seeds 0, 1, ...) and joined into one ensemble per fold")
     p.add_argument("--init-from", default=None,
                    help="warm start every fold from this model folder (fair only if it never saw the held-out family)")
+    p.add_argument("--mix", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="MixConfig overrides for this variant, e.g. p_eq=0.5 envelope_db=4")
     p.add_argument("--tag", default="", help="name of this recipe variant (results go to WORK/TAG)")
     p.add_argument("--reuse-models", action="store_true",
                    help="a fold whose model is already in WORK/TAG is not trained again: its threshold is set again "
@@ -70,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / "MANIFEST.tsv").is_file():
         print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
         return 2
+    try:
+        mix = MixConfig.from_overrides(args.mix)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     mat = Material(args.shared, args.work / "cache", n_calls=args.n_calls)
     for split, files in mat.splits.items():
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
@@ -77,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = RecipeConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
                           mine_at=() if args.no_mining else RecipeConfig.mine_at, init_from=args.init_from,
-                          members=args.members)
+                          members=args.members, mix=mix, seed=args.seed)
     res_dir = args.work / (args.tag or "default")
     res_dir.mkdir(parents=True, exist_ok=True)
     results_path = res_dir / "lofo.json"

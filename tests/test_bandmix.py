@@ -148,3 +148,49 @@ def test_warp_bends_the_pitch_smoothly_within_its_limit():
         assert np.allclose(y[:, :8], bandmix.LOG_FLOOR, atol=1e-4)  # silence stays silent
         bent |= len(set(peak.tolist())) > 1
     assert bent
+
+
+def test_equaliser_reshapes_the_harmonics_smoothly_within_its_limit_and_leaves_silence():
+    x = np.full((70, 20), bandmix.LOG_FLOOR, np.float32)
+    x[:, 5:15] = -4.0  # a flat spectrum for 10 frames
+    rng = np.random.default_rng(3)
+    shapes = []
+    for _ in range(30):
+        y = bandmix._equalised(rng, x, 8.0, (2.0, 8.0))
+        gain_db = 10.0 * (y[:, 10] - x[:, 10])
+        assert np.all(np.abs(gain_db) <= 3 * 8.0 + 1e-3)  # at most three bumps of 8 dB
+        assert np.abs(np.diff(gain_db)).max() < 3 * 8.0 * 0.61 / 2.0  # smooth: bumps >= 2 bands wide (slope A/w/e^.5)
+        assert np.allclose(y[:, 5:15], y[:, [10]]) and np.all(y[:, :5] == bandmix.LOG_FLOOR)  # same in time; silence
+        shapes.append(gain_db)
+    assert np.std(np.stack(shapes), axis=0).mean() > 1.0  # the curves differ from draw to draw
+
+
+def test_envelope_bends_loudness_along_time_within_its_limit():
+    x = np.full((4, 200), bandmix.LOG_FLOOR, np.float32)
+    x[1, 20:180] = -3.0
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        y = bandmix._enveloped(rng, x, 5.0)
+        gain_db = 10.0 * (y[1, 20:180] - x[1, 20:180])
+        assert np.abs(gain_db).max() <= 5.0 + 1e-3 and np.abs(gain_db).max() > 0.5
+        assert np.abs(np.diff(gain_db)).max() <= 2 * 5.0 / 5 + 1e-3  # piecewise linear, knots >= 5 frames apart
+        assert np.all(y[[0, 2, 3]] == bandmix.LOG_FLOOR) and np.all(y[1, :20] == bandmix.LOG_FLOOR)
+
+
+def test_mix_overrides_parse_like_a_command_line_and_name_bad_keys():
+    c = MixConfig.from_overrides(["p_eq=0.5", "snr_db=-3,20", "max_shift_call=2", "single_share=none"])
+    assert c.p_eq == 0.5 and c.snr_db == (-3.0, 20.0) and c.max_shift_call == 2 and c.single_share is None
+    assert MixConfig.from_overrides([]) == MixConfig()
+    with pytest.raises(ValueError, match="p_eqq"):
+        MixConfig.from_overrides(["p_eqq=0.5"])
+    with pytest.raises(ValueError, match="snr_db"):
+        MixConfig.from_overrides(["snr_db=1"])
+
+
+def test_timbre_and_envelope_off_by_default_leave_batches_as_before(fe):
+    """p_eq and p_envelope at 0 draw nothing, so a recipe that does not use them gives the same batches."""
+    bank = _bank(fe, np.random.default_rng(0))
+    a, _ = mix_batch(np.random.default_rng(9), bank, 4, 4, MixConfig())
+    b, _ = mix_batch(np.random.default_rng(9), bank, 4, 4, MixConfig(p_eq=0.0, p_envelope=0.0, eq_db=3.0))
+    c, _ = mix_batch(np.random.default_rng(9), bank, 4, 4, MixConfig(p_eq=1.0, p_envelope=1.0))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)

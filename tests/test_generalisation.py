@@ -221,3 +221,21 @@ def test_calibration_sites_are_never_training_negatives(tmp_path):
         mat.bank(["fm"], background_splits=("train", "calibration"))
     both = mat.bank(["fm"], background_splits=("train", "test"))
     assert len(both.backgrounds) == len(mat.bank(["fm"]).backgrounds) + 1  # the toy Sulawesi night
+
+
+@pytest.mark.parametrize("script", ["evaluate_generalisation.py", "build_starter_model.py"])
+def test_recipe_scripts_reject_a_bad_mix_override_in_one_line(script, tmp_path, capsys):
+    import importlib.util
+    import sys
+
+    from conftest import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))  # build_starter_model imports evaluate_generalisation
+    spec = importlib.util.spec_from_file_location(script[:-3], REPO_ROOT / "scripts" / script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "MANIFEST.tsv").write_text("path\n")
+    rc = mod.main(["--shared", str(tmp_path), "--work", str(tmp_path / "w"), "--mix", "p_eq=0.5", "p_eqq=1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "p_eqq" in err and "KEY=VALUE" in err
+    assert not (tmp_path / "w").exists()  # nothing made before the arguments are checked

@@ -15,7 +15,7 @@ Arrays are ``[bands, frames]`` of ``log10`` power (float16 in the bank), with th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -150,6 +150,13 @@ class MixConfig:
             spacing vary beyond any one generator's.
         p_warp, max_warp_bands: share of calls whose pitch is bent along a random smooth curve, and the
             largest bend in bands (1.5 bands is 6.7 %).
+        p_eq, eq_db, eq_width_bands: share of calls and confusers sent through a random smooth equaliser: one to
+            three bumps or dips of up to ``eq_db`` dB, each a Gaussian ``eq_width_bands`` wide (standard
+            deviation, uniform) at a random band. A throat, beak or vocal tract shapes a voice's harmonics by
+            resonances that the spectral tilt (a straight line) cannot draw.
+        p_envelope, envelope_db: share of calls and confusers whose loudness is bent along a random smooth curve
+            in time (knots every 0.1-0.3 s, up to ``envelope_db`` dB), so that no generator's attack, sag or
+            release shape is a cue.
         single_share: share of positives that are single hoots (``None``: as often as in the bank, about one
             in eight). A lone tonal hoot is weak evidence (many birds give one; the double hoot is the Powerful
             Owl's signature), so fewer of them teach the model to rank lone hoots below double hoots.
@@ -170,11 +177,38 @@ class MixConfig:
     stretch: tuple[float, float] = (0.85, 1.18)
     p_warp: float = 0.5
     max_warp_bands: float = 1.5
+    p_eq: float = 0.0
+    eq_db: float = 8.0
+    eq_width_bands: tuple[float, float] = (2.0, 8.0)
+    p_envelope: float = 0.0
+    envelope_db: float = 5.0
     single_share: float | None = None
     p_time_mask: float = 0.3
     max_time_mask: int = 15
     p_band_mask: float = 0.3
     max_band_mask: int = 6
+
+    @classmethod
+    def from_overrides(cls, items: Sequence[str]) -> MixConfig:
+        """The defaults with ``KEY=VALUE`` overrides, as a command line gives them (``p_eq=0.5``,
+        ``snr_db=-3,20``); a value takes the type of the field's default."""
+        base = cls()
+        changes = {}
+        for item in items:
+            key, sep, value = item.partition("=")
+            if not sep or not hasattr(base, key):
+                raise ValueError(f"--mix {item!r}: expected KEY=VALUE with KEY one of {', '.join(vars(base))}")
+            default = getattr(base, key)
+            try:
+                if isinstance(default, tuple):
+                    changes[key] = tuple(type(d)(v) for d, v in zip(default, value.split(","), strict=True))
+                elif default is None:
+                    changes[key] = None if value.lower() == "none" else float(value)
+                else:
+                    changes[key] = type(default)(value)
+            except ValueError as e:
+                raise ValueError(f"--mix {item!r}: {e}") from None
+        return replace(base, **changes)
 
 
 def _crop(rng: np.random.Generator, bank: BandBank, n: int) -> np.ndarray:
@@ -202,6 +236,28 @@ def _tilted(x: np.ndarray, db_per_octave: float, octaves: np.ndarray) -> np.ndar
     """``x`` (log10 power) with a spectral tilt of ``db_per_octave`` about 400 Hz (``octaves``: each band's
     distance from 400 Hz), its silent parts left silent: harmonics made stronger or weaker than the sound's own."""
     return np.where(x > LOG_FLOOR + 0.5, x + np.float32(db_per_octave / 10.0) * octaves[:, None], x).astype(x.dtype)
+
+
+def _equalised(rng: np.random.Generator, x: np.ndarray, max_db: float, width_bands: tuple[float, float]
+               ) -> np.ndarray:
+    """``x`` (log10 power) through a random smooth equaliser: 1-3 Gaussian bumps or dips of up to ``max_db`` dB,
+    ``width_bands`` wide (standard deviation, in bands), at random bands; silent parts left silent."""
+    bands = np.arange(x.shape[0], dtype=np.float32)
+    gain = np.zeros(x.shape[0], np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        centre, width = rng.uniform(0, x.shape[0]), rng.uniform(*width_bands)
+        gain += np.float32(rng.uniform(-max_db, max_db) / 10.0) * np.exp(-0.5 * ((bands - centre) / width) ** 2)
+    return np.where(x > LOG_FLOOR + 0.5, x + gain[:, None], x).astype(x.dtype)
+
+
+def _enveloped(rng: np.random.Generator, x: np.ndarray, max_db: float, knot_frames: tuple[int, int] = (5, 16)
+               ) -> np.ndarray:
+    """``x`` (log10 power) louder and softer along a random smooth curve in time: piecewise linear, knots every
+    ``knot_frames`` frames, at most ``max_db`` dB either way; silent parts left silent."""
+    t = x.shape[1]
+    knots = np.arange(0, t + knot_frames[1], int(rng.integers(*knot_frames)))
+    curve = np.interp(np.arange(t), knots, rng.uniform(-max_db, max_db, len(knots))).astype(np.float32) / 10.0
+    return np.where(x > LOG_FLOOR + 0.5, x + curve[None, :], x).astype(x.dtype)
 
 
 def _stretched(x: np.ndarray, keep: tuple[int, int], factor: float) -> tuple[np.ndarray, tuple[int, int]]:
@@ -300,12 +356,18 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
 
     octaves = bank.octaves
 
-    def tilt(x: np.ndarray) -> np.ndarray:
-        return _tilted(x, float(rng.uniform(*c.tilt_db_per_octave)), octaves) if rng.random() < c.p_tilt else x
+    def timbre(x: np.ndarray) -> np.ndarray:
+        x = _tilted(x, float(rng.uniform(*c.tilt_db_per_octave)), octaves) if rng.random() < c.p_tilt else x
+        # The draws below are skipped when off, so older configs give the same batches as before.
+        if c.p_eq and rng.random() < c.p_eq:
+            x = _equalised(rng, x, c.eq_db, c.eq_width_bands)
+        if c.p_envelope and rng.random() < c.p_envelope:
+            x = _enveloped(rng, x, c.envelope_db)
+        return x
 
     def confuser(bg: np.ndarray) -> np.ndarray:
         k = int(rng.integers(len(bank.confusers)))
-        s = tilt(_shifted(bank.confusers[k], int(rng.integers(-c.max_shift_confuser, c.max_shift_confuser + 1))))
+        s = timbre(_shifted(bank.confusers[k], int(rng.integers(-c.max_shift_confuser, c.max_shift_confuser + 1))))
         fg, span, _ = _place(rng, s, n, None)
         return _add(rng, bg, fg, span, float(rng.uniform(*c.confuser_snr_db)), bank)
 
@@ -323,7 +385,7 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
         s, keep = bank.calls[k], tuple(bank.call_keep[k])
         if rng.random() < c.p_stretch:
             s, keep = _stretched(s, keep, float(np.exp(rng.uniform(*np.log(c.stretch)))))
-        s = tilt(_shifted(s, int(rng.integers(-c.max_shift_call, c.max_shift_call + 1))))
+        s = timbre(_shifted(s, int(rng.integers(-c.max_shift_call, c.max_shift_call + 1))))
         if rng.random() < c.p_warp:
             s = _warped(rng, s, float(rng.uniform(0.0, c.max_warp_bands)))
         fg, span, _ = _place(rng, s, n, keep)
