@@ -224,13 +224,12 @@ def test_calibration_sites_are_never_training_negatives(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["evaluate_generalisation.py", "build_starter_model.py"])
-def test_recipe_scripts_reject_a_bad_mix_override_in_one_line(script, tmp_path, capsys):
+def test_recipe_scripts_reject_a_bad_mix_override_in_one_line(script, tmp_path, capsys, monkeypatch):
     import importlib.util
-    import sys
 
     from conftest import REPO_ROOT
 
-    sys.path.insert(0, str(REPO_ROOT / "scripts"))  # build_starter_model imports evaluate_generalisation
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))  # build_starter_model imports evaluate_generalisation
     spec = importlib.util.spec_from_file_location(script[:-3], REPO_ROOT / "scripts" / script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -232,10 +232,21 @@ def _shifted(x: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def _gained(x: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """``x`` (log10 power) plus ``gain`` (log10 units, broadcast) where it sounds; silent parts left silent."""
+    return np.where(x > LOG_FLOOR + 0.5, x + gain, x).astype(x.dtype)
+
+
+def _random_curve(rng: np.random.Generator, t: int, limit: float, knot_frames: tuple[int, int]) -> np.ndarray:
+    """A random piecewise-linear curve over ``t`` frames, knots every ``knot_frames`` frames, within ``limit``."""
+    knots = np.arange(0, t + knot_frames[1], int(rng.integers(*knot_frames)))
+    return np.interp(np.arange(t), knots, rng.uniform(-limit, limit, len(knots)))
+
+
 def _tilted(x: np.ndarray, db_per_octave: float, octaves: np.ndarray) -> np.ndarray:
     """``x`` (log10 power) with a spectral tilt of ``db_per_octave`` about 400 Hz (``octaves``: each band's
     distance from 400 Hz), its silent parts left silent: harmonics made stronger or weaker than the sound's own."""
-    return np.where(x > LOG_FLOOR + 0.5, x + np.float32(db_per_octave / 10.0) * octaves[:, None], x).astype(x.dtype)
+    return _gained(x, np.float32(db_per_octave / 10.0) * octaves[:, None])
 
 
 def _equalised(rng: np.random.Generator, x: np.ndarray, max_db: float, width_bands: tuple[float, float]
@@ -247,17 +258,15 @@ def _equalised(rng: np.random.Generator, x: np.ndarray, max_db: float, width_ban
     for _ in range(int(rng.integers(1, 4))):
         centre, width = rng.uniform(0, x.shape[0]), rng.uniform(*width_bands)
         gain += np.float32(rng.uniform(-max_db, max_db) / 10.0) * np.exp(-0.5 * ((bands - centre) / width) ** 2)
-    return np.where(x > LOG_FLOOR + 0.5, x + gain[:, None], x).astype(x.dtype)
+    return _gained(x, gain[:, None])
 
 
 def _enveloped(rng: np.random.Generator, x: np.ndarray, max_db: float, knot_frames: tuple[int, int] = (5, 16)
                ) -> np.ndarray:
     """``x`` (log10 power) louder and softer along a random smooth curve in time: piecewise linear, knots every
     ``knot_frames`` frames, at most ``max_db`` dB either way; silent parts left silent."""
-    t = x.shape[1]
-    knots = np.arange(0, t + knot_frames[1], int(rng.integers(*knot_frames)))
-    curve = np.interp(np.arange(t), knots, rng.uniform(-max_db, max_db, len(knots))).astype(np.float32) / 10.0
-    return np.where(x > LOG_FLOOR + 0.5, x + curve[None, :], x).astype(x.dtype)
+    curve = _random_curve(rng, x.shape[1], max_db, knot_frames).astype(np.float32) / 10.0
+    return _gained(x, curve[None, :])
 
 
 def _stretched(x: np.ndarray, keep: tuple[int, int], factor: float) -> tuple[np.ndarray, tuple[int, int]]:
@@ -278,8 +287,7 @@ def _warped(rng: np.random.Generator, x: np.ndarray, max_bands: float, knot_fram
     piecewise-linear shift with knots every ``knot_frames`` frames, applied by interpolating between bands.
     Glides, arches, droops and wavers come and go, so no one generator's contour is a cue."""
     n_bands, t = x.shape
-    knots = np.arange(0, t + knot_frames[1], int(rng.integers(*knot_frames)))
-    curve = np.interp(np.arange(t), knots, rng.uniform(-max_bands, max_bands, len(knots)))
+    curve = _random_curve(rng, t, max_bands, knot_frames)
     src = np.arange(n_bands, dtype=np.float64)[:, None] - curve[None, :]  # where each output band reads from
     i0 = np.floor(src).astype(np.int64)
     w = (src - i0).astype(np.float32)
