@@ -4,6 +4,7 @@
     python scripts/evaluate_generalisation.py                      # all folds (~75 min on 2 CPU cores)
     python scripts/evaluate_generalisation.py --folds contours     # one fold
     python scripts/evaluate_generalisation.py --tag r7 --reuse-models  # the fold models again, current engine
+    python scripts/evaluate_generalisation.py --folds fm --seeds 0 1 2 --tag s3  # 3 seeds, syrinx chooses one
 
 For each call family (``owlfinder.synth.families``): train OwlNet on the others (plus confusers and the training
 sites' real audio, with hard-negative mining: ``owlfinder.train.recipe``), calibrate the threshold on the
@@ -11,6 +12,10 @@ calibration sites,
 then insert the held-out family's calls into the *test* sites' recordings at -3..15 dB band SNR, run the
 detection engine over them and report event recall and false positives per hour. See docs/generalisation.md.
 Rendered material is cached in ``--work`` and reused by every fold and by later runs.
+
+With ``--seeds``, each fold trains one model per seed and keeps the one that finds ``--choose-family``'s calls
+(syrinx, which no fold trains on) best on the calibration sites, as ``build_starter_model.py --seeds`` does. The
+other seeds' numbers are recorded beside it (``seed_choice`` in ``lofo.json``), and the test sites choose nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +45,14 @@ def default_shared() -> Path:
 def main(argv: list[str] | None = None) -> int:
     from owlfinder.durable import atomic_write_text
     from owlfinder.evaluation.generalisation import fold_table
-    from owlfinder.evaluation.lofo import Material, calibrate_model, run_fold, train_model
+    from owlfinder.evaluation.lofo import (
+        Material,
+        calibrate_model,
+        choose_seed,
+        run_fold,
+        train_model,
+        train_or_reuse,
+    )
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
     from owlfinder.train.bandmix import MixConfig
     from owlfinder.train.recipe import RecipeConfig
@@ -58,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="training wall-clock limit per fold (default: none; steps decide, so runs repeat)")
     p.add_argument("--seed", type=int, default=RecipeConfig.seed,
                    help="seeds the training (the material and the test copies do not change)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="train one model per seed in every fold and keep the one --choose-family chooses")
+    p.add_argument("--choose-family", choices=list(FAMILIES), default="syrinx",
+                   help="with --seeds: the family (trained on by no fold) whose calibration-site recall chooses")
     p.add_argument("--n-calls", type=int, default=2500, help="owl calls per family in the band bank")
     p.add_argument("--no-mining", action="store_true", help="no hard-negative rounds")
     p.add_argument("--members", type=int, default=RecipeConfig.members,
@@ -80,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.seeds and args.choose_family in args.train_families:
+        print(f"error: --choose-family {args.choose_family} is a training family: choose on one no fold trains on",
+              file=sys.stderr)
+        return 2
+    if args.seeds and args.choose_family in args.folds:
+        print(f"error: --choose-family {args.choose_family} cannot also be a held-out fold (it would choose on the "
+              "family it tests)", file=sys.stderr)
+        return 2
     mat = Material(args.shared, args.work / "cache", n_calls=args.n_calls)
     for split, files in mat.splits.items():
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
@@ -97,20 +122,44 @@ def main(argv: list[str] | None = None) -> int:
         train = [f for f in args.train_families if f != held]
         print(f"== fold: hold out {held}, train on {', '.join(train)}", flush=True)
         model_dir = res_dir / f"fold-{held}"
-        if args.reuse_models and (model_dir / "config.json").is_file() and held in results["folds"]:
+        choice, scanned = None, {}
+        if args.seeds:
+            runs = {}
+            for seed in dict.fromkeys(args.seeds):
+                runs[seed] = res_dir / f"fold-{held}-seed-{seed}"
+                mat.log(f"seed {seed}")
+                train_or_reuse(mat, train, runs[seed], replace(recipe, seed=seed))
+                if args.reuse_models:
+                    calibrate_model(mat, runs[seed], train)
+            choice = choose_seed(mat, runs, args.choose_family, train)
+            for seed, run in runs.items():  # every seed's numbers, to see whether the choice helps; never chosen on
+                thr = choice["seeds"][seed]["threshold"]
+                scanned[seed] = (run_fold(mat, run, thr, held), run_fold(mat, run, thr, held, split="calibration"))
+                choice["seeds"][seed]["test"] = {k: scanned[seed][0][k] for k in
+                                                 ("recall", "recall_at_1_fph", "false_positives")}
+                choice["seeds"][seed]["held_out_calibration_sites"] = {k: scanned[seed][1][k] for k in
+                                                                       ("recall", "recall_at_1_fph")}
+            model_dir = runs[choice["chosen"]]
+            trained = json.loads((model_dir / "training.json").read_text())
+            trained["threshold"] = choice["seeds"][choice["chosen"]]["threshold"]
+            trained["calibration"] = json.loads((model_dir / "config.json").read_text())["owl_calibration"]
+        elif args.reuse_models and (model_dir / "config.json").is_file() and held in results["folds"]:
             calib = calibrate_model(mat, model_dir, train)
             trained = {"threshold": calib["threshold"], "calibration": calib,
                        "training": results["folds"][held]["training"]}
         else:
             trained = train_model(mat, train, model_dir, recipe)
-        r = run_fold(mat, model_dir, trained["threshold"], held)
-        cal = run_fold(mat, model_dir, trained["threshold"], held, split="calibration")
+        r, cal = scanned.get(choice["chosen"] if choice else None) or (
+            run_fold(mat, model_dir, trained["threshold"], held),
+            run_fold(mat, model_dir, trained["threshold"], held, split="calibration"))
         r["calibration_sites"] = {k: cal[k] for k in ("calls", "recall", "recall_at_1_fph", "recall_by_snr")}
         r.update({"train_families": train, "calibration": trained["calibration"], "training": trained["training"],
                   "wall_s": round(time.monotonic() - t0, 1)})
+        if choice:
+            r["seed_choice"] = choice
         results["folds"][held] = r
         if not args.reuse_models or "recipe" not in results:  # reused models keep the recipe they were made with
-            results["recipe"] = recipe.to_dict()
+            results["recipe"] = {**recipe.to_dict(), **({"seeds": args.seeds} if args.seeds else {})}
         atomic_write_text(results_path, json.dumps(results, indent=1, default=str))
         print(f"{held}: recall {r['recall']:.2f} at the calibrated threshold {r['threshold']:.4f} "
               f"({r['false_positives']} FP in {r['test_hours']:.2f} h = {r['fp_per_hour']:.2f}/h, 95 % upper "

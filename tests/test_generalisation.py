@@ -131,6 +131,12 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     assert len(again.calls) == 6 and all(np.array_equal(a, b) for a, b in zip(again.calls, first.calls, strict=True))
     assert set(again.confuser_kind) == set(fieldclips.CONFUSER_KINDS)
 
+    from owlfinder.evaluation.lofo import choose_seed
+
+    choice = choose_seed(mat, {3: out}, "contours", ["additive", "sourcefilter"])  # the real scan, one seed
+    assert choice["chosen"] == 3 and choice["seeds"][3]["calls"] == 1
+    assert choice["seeds"][3]["threshold"] == pytest.approx(trained["threshold"])
+
     # After a change to the scan, the threshold is set again without training (--reuse-models, --steps calibrate).
     from owlfinder.evaluation.lofo import calibrate_model
 
@@ -238,3 +244,116 @@ def test_recipe_scripts_reject_a_bad_mix_override_in_one_line(script, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and "p_eqq" in err and "KEY=VALUE" in err
     assert not (tmp_path / "w").exists()  # nothing made before the arguments are checked
+
+
+def test_choose_seed_keeps_the_best_on_a_never_trained_family_and_refuses_a_trained_one(tmp_path, monkeypatch):
+    from owlfinder.evaluation import lofo
+
+    scanned = []
+    numbers = {"a": (0.60, 0.70), "b": (0.85, 0.80), "c": (0.85, 0.90), "d": (0.85, 0.90)}
+
+    def fake_run_fold(mat, model_dir, threshold, held_out, split="test"):
+        scanned.append((Path(model_dir).name, threshold, held_out, split))
+        rec, at1 = numbers[Path(model_dir).name]
+        return {"recall": rec, "recall_at_1_fph": at1, "calls": 90}
+
+    monkeypatch.setattr(lofo, "run_fold", fake_run_fold)
+    runs = {}
+    for seed, name in zip((4, 1, 7, 2), "abcd", strict=True):
+        (tmp_path / name).mkdir()
+        cal = {"training_family_recall": {"fm": {"recall": 0.8, "calls": 93}}}
+        (tmp_path / name / "config.json").write_text(json.dumps({"owl_threshold": 0.9 + seed / 100,
+                                                                 "owl_calibration": cal}))
+        runs[seed] = tmp_path / name
+
+    class Mat:
+        log = staticmethod(lambda *_: None)
+
+    choice = lofo.choose_seed(Mat(), runs, "syrinx", ["fm", "additive"])
+    # c and d tie on both numbers: the first of them (seed 7, c) wins; a loses on recall, b on recall at <= 1 FP/h
+    assert choice["chosen"] == 7 and choice["family"] == "syrinx" and sorted(choice["seeds"]) == [1, 2, 4, 7]
+    assert {(name, split, fam) for name, _, fam, split in scanned} == {(n, "calibration", "syrinx") for n in "abcd"}
+    assert all(thr == pytest.approx(0.9 + seed / 100) for (name, thr, _, _), seed in
+               zip(sorted(scanned), (4, 1, 7, 2), strict=True))  # each at its own calibrated threshold
+    assert choice["seeds"][7]["training_family_recall"] == {"fm": 0.8}
+    with pytest.raises(ValueError, match="trained on it"):
+        lofo.choose_seed(Mat(), runs, "fm", ["fm", "additive"])
+
+
+def test_a_seed_trained_with_the_same_recipe_families_and_negatives_is_reused_only(tmp_path, monkeypatch):
+    import importlib.util
+
+    from owlfinder.evaluation import lofo
+
+    from conftest import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("build_starter_model", REPO_ROOT / "scripts" / "build_starter_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    calls = []
+
+    def fake_train_model(mat, families, out_dir, recipe, background_splits=("train",)):
+        calls.append((recipe.seed, tuple(families)))
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "model.safetensors").write_bytes(b"w")
+        return {"threshold": 0.99, "training": {"recipe": recipe.to_dict(), "background_splits": list(background_splits)},
+                "calibration": {}}
+
+    monkeypatch.setattr(lofo, "train_model", fake_train_model)
+
+    class Mat:
+        log = staticmethod(lambda *_: None)
+
+    run = tmp_path / "seed-1"
+    mod.step_train(Mat(), run, RecipeConfig(seed=1), ["train", "test"])
+    mod.step_train(Mat(), run, RecipeConfig(seed=1), ["train", "test"])  # same recipe: reused
+    assert len(calls) == 1 and (run / "training.json").is_file()
+    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train", "test"])  # another recipe: trained again
+    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train"])  # other negatives: again
+    assert len(calls) == 3
+    lofo.train_or_reuse(Mat(), ["fm"], run, RecipeConfig(seed=1, steps=7), background_splits=["train"])  # families
+    assert calls[-1] == (1, ("fm",)) and len(calls) == 4
+    assert json.loads((run / "training.json").read_text())["training"]["background_splits"] == ["train"]
+
+
+@pytest.mark.parametrize(("args", "says"), [(["--seeds", "0", "1", "--choose-family", "fm"], "training family"),
+                                            (["--seeds", "0", "1", "--folds", "syrinx"], "family it tests")])
+def test_seed_choice_refuses_a_family_it_trains_or_tests_on(args, says, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("evaluate_generalisation",
+                                                  REPO_ROOT / "scripts" / "evaluate_generalisation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "MANIFEST.tsv").write_text("path\n")
+    rc = mod.main(["--shared", str(tmp_path), "--work", str(tmp_path / "w"), *args])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and says in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_starter_card_shows_the_seed_choice_and_a_lofo_md_table(tmp_path, monkeypatch):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("build_starter_model", REPO_ROOT / "scripts" / "build_starter_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    fam_recall = {"additive": {"recall": 0.9, "calls": 93}}
+    cal = {"message": "threshold 0.990000: the lowest with ...", "training_family_recall": fam_recall}
+    (tmp_path / "config.json").write_text(json.dumps({"owl_threshold": 0.99, "owl_calibration": cal}))
+    (tmp_path / "training.json").write_text(json.dumps({"training": {"n_params": 1234, "background_splits": ["train"]}}))
+    row = {"recall_at_1_fph": 0.7, "threshold": 0.99, "training_family_recall": {"additive": 0.9}}
+    choice = {"family": "syrinx", "chosen": 2, "seeds": {"shipped": {**row, "recall": 0.69}, "0": {**row, "recall": 0.71},
+                                                          "2": {**row, "recall": 0.83}}}
+    table = "| held-out family | calls |\n|---|---|\n| fm | 110 |"
+    card = mod.model_card(tmp_path, table, choice)
+    assert "| seed 2 (this model) | 0.83 |" in card and "| the model shipped before | 0.69 |" in card
+    assert "trained with 2 seeds (the model shipped before competed too" in card
+    assert table in card and "(not run)" not in card
+    assert "(this model)" not in mod.model_card(tmp_path, table, {**choice, "chosen": "shipped"}).split("| seed")[1]

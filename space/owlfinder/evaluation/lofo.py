@@ -3,7 +3,10 @@
 :class:`Material` renders (once, cached under a work folder) everything the folds share: the band bank
 (:class:`~owlfinder.train.bandmix.BandBank`: each family's calls alone, every confuser alone, the training sites'
 recordings) and copies of the calibration and test recordings with each family's calls inserted (FLAC).
-:func:`train_model` trains and calibrates one model on some families; :func:`run_fold` evaluates it.
+:func:`train_model` trains and calibrates one model on some families (:func:`train_or_reuse`: unless it is
+trained already); :func:`run_fold` evaluates it;
+:func:`choose_seed` keeps, of models trained alike with different seeds, the one that finds a generator none of
+them trained on best on the calibration sites.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,7 @@ from owlfinder.synth import channel, fieldclips
 from owlfinder.synth.families import FAMILIES, family
 from owlfinder.train.bandmix import BandBank, extractor_settings, sound_power
 
-__all__ = ["Material", "calibrate_model", "detect_all", "run_fold", "train_model"]
+__all__ = ["Material", "calibrate_model", "choose_seed", "detect_all", "run_fold", "train_model", "train_or_reuse"]
 
 SR = 16000
 WINDOW_S = 5.0
@@ -211,6 +214,27 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     return {"threshold": calib["threshold"], "training": info, "calibration": calib}
 
 
+def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.PathLike, recipe, *,
+                   background_splits: Sequence[str] = ("train",)) -> dict:
+    """:func:`train_model`, unless ``out_dir`` holds a model trained on the same families with the same recipe and
+    negatives (its ``training.json``, written last, says so): then that record is returned and nothing is trained.
+    """
+    out = Path(out_dir)
+    done = out / "training.json"
+    want = {"families": list(families), "recipe": json.loads(json.dumps(recipe.to_dict(), default=str)),
+            "background_splits": list(background_splits)}
+    if done.is_file() and (out / "model.safetensors").is_file():
+        old = json.loads(done.read_text(encoding="utf-8"))
+        if {k: old.get("families") if k == "families" else old["training"].get(k) for k in want} == want:
+            mat.log(f"{out.name}: trained already with this recipe, reused")
+            return old
+        mat.log(f"{out.name}: trained with another recipe, families or negatives: trained again")
+    trained = train_model(mat, families, out, recipe, background_splits=background_splits)
+    trained["families"] = list(families)
+    atomic_write_text(done, json.dumps(trained, indent=1, default=str))
+    return trained
+
+
 def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Sequence[str], *,
                     target_fp_per_hour: float = 0.5, margin_logit: float = 0.5) -> dict:
     """Set a saved model's threshold from the calibration sites (the engine's scan, second look included) and
@@ -255,3 +279,40 @@ def run_fold(mat: Material, model_dir: str | os.PathLike, threshold: float, held
     clean_dets = detect_all(model_dir, [p for p, _, _ in clean])
     call_dets = detect_all(model_dir, [p for p, _, _ in recs])
     return evaluate_fold(threshold, clean_dets, [s for _, s, _ in clean], call_dets, [t for _, _, t in recs])
+
+
+def choose_seed(mat: Material, runs: Mapping[int | str, str | os.PathLike], family_name: str,
+                trained_on: Sequence[str]) -> dict:
+    """Of saved models trained alike but for their seed (keyed by seed, or by a name such as ``"shipped"``), the one
+    that finds ``family_name``'s calls best on the *calibration* sites, each at its own calibrated threshold.
+
+    The seed alone moves a held-out family's recall by up to 22 points (docs/generalisation.md), so it is worth
+    choosing, but only on calls and places the models never saw: ``family_name`` must not be one of
+    ``trained_on``, and the calibration sites never train. Ties go to the higher recall at <= 1 false positive per
+    hour there, then to the model that comes first in ``runs`` (list the one in use first, so a tie keeps it).
+
+    Returns:
+        ``{"family", "chosen": seed, "seeds": {seed: {"recall", "recall_at_1_fph", "calls", "threshold",
+        "training_family_recall"}}}``.
+
+    Raises:
+        ValueError: ``family_name`` was trained on, or ``runs`` is empty.
+    """
+    if family_name in trained_on:
+        raise ValueError(f"cannot choose a seed on {family_name!r}: the models trained on it (choose on a family "
+                         f"none of them saw, not one of {', '.join(trained_on)})")
+    if not runs:
+        raise ValueError("no trained seeds to choose from")
+    seeds = {}
+    for seed, run in runs.items():
+        cfg = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
+        r = run_fold(mat, run, cfg["owl_threshold"], family_name, split="calibration")
+        seeds[seed] = {"recall": r["recall"], "recall_at_1_fph": r["recall_at_1_fph"], "calls": r["calls"],
+                            "threshold": cfg["owl_threshold"],
+                            "training_family_recall": {k: v["recall"] for k, v in
+                                                       cfg["owl_calibration"]["training_family_recall"].items()}}
+        mat.log(f"seed {seed}: {family_name} recall on the calibration sites {r['recall']:.2f} "
+                f"(at <= 1 FP/h there {r['recall_at_1_fph']:.2f}, {r['calls']} calls)")
+    order = {k: i for i, k in enumerate(seeds)}
+    chosen = max(seeds, key=lambda k: (seeds[k]["recall"], seeds[k]["recall_at_1_fph"], -order[k]))
+    return {"family": family_name, "chosen": chosen, "seeds": seeds}
