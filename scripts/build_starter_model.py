@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs.values():
             step_calibrate(mat, run)
     choice_path = args.work / "choice.json"
+    saved = json.loads(choice_path.read_text()) if choice_path.is_file() else None
     candidates = dict(runs)
     if len(runs) > 1 and not args.no_shipped and (STARTER / "config.json").is_file():
         candidates = {SHIPPED_KEY: STARTER, **runs}
@@ -316,8 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         choice = step_choose(mat, candidates, args.choose_family, args.work)
     elif len(candidates) == 1:
         choice = None
-    elif choice_path.is_file() and set(json.loads(choice_path.read_text())["seeds"]) == set(map(str, candidates)):
-        choice = json.loads(choice_path.read_text())
+    elif saved and set(saved["seeds"]) == set(map(str, candidates)):
+        choice = saved
     else:
         print(f"error: {len(candidates)} candidate models and no choice among them in {choice_path} (add the "
               "choose step)", file=sys.stderr)

@@ -225,7 +225,9 @@ def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.Pat
             "background_splits": list(background_splits)}
     if done.is_file() and (out / "model.safetensors").is_file():
         old = json.loads(done.read_text(encoding="utf-8"))
-        if {k: old.get("families") if k == "families" else old["training"].get(k) for k in want} == want:
+        have = {"families": old.get("families"), "recipe": old["training"].get("recipe"),
+                "background_splits": old["training"].get("background_splits")}
+        if have == want:
             mat.log(f"{out.name}: trained already with this recipe, reused")
             return old
         mat.log(f"{out.name}: trained with another recipe, families or negatives: trained again")
@@ -308,11 +310,10 @@ def choose_seed(mat: Material, runs: Mapping[int | str, str | os.PathLike], fami
         cfg = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
         r = run_fold(mat, run, cfg["owl_threshold"], family_name, split="calibration")
         seeds[seed] = {"recall": r["recall"], "recall_at_1_fph": r["recall_at_1_fph"], "calls": r["calls"],
-                            "threshold": cfg["owl_threshold"],
-                            "training_family_recall": {k: v["recall"] for k, v in
-                                                       cfg["owl_calibration"]["training_family_recall"].items()}}
+                       "threshold": cfg["owl_threshold"],
+                       "training_family_recall": {k: v["recall"] for k, v in
+                                                  cfg["owl_calibration"]["training_family_recall"].items()}}
         mat.log(f"seed {seed}: {family_name} recall on the calibration sites {r['recall']:.2f} "
                 f"(at <= 1 FP/h there {r['recall_at_1_fph']:.2f}, {r['calls']} calls)")
-    order = {k: i for i, k in enumerate(seeds)}
-    chosen = max(seeds, key=lambda k: (seeds[k]["recall"], seeds[k]["recall_at_1_fph"], -order[k]))
+    chosen = max(seeds, key=lambda k: (seeds[k]["recall"], seeds[k]["recall_at_1_fph"]))  # max keeps the first tie
     return {"family": family_name, "chosen": chosen, "seeds": seeds}
