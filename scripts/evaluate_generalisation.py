@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="a fold whose model is already in WORK/TAG is not trained again: its threshold is set again "
                         "from the calibration sites and it is evaluated with the current engine (after a change to "
                         "the scan)")
+    p.add_argument("--description-check", action="store_true",
+                   help="check every candidate window against the published call description (owlfinder.detect."
+                        "verifier), in the calibration scans too; with --reuse-models, the same models compared")
     args = p.parse_args(argv)
     if not (args.shared / "MANIFEST.tsv").is_file():
         print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --choose-family {args.choose_family} cannot also be a held-out fold (it would choose on the "
               "family it tests)", file=sys.stderr)
         return 2
-    mat = Material(args.shared, args.work / "cache", n_calls=args.n_calls)
+    mat = Material(args.shared, args.work / "cache", n_calls=args.n_calls, description_check=args.description_check)
     for split, files in mat.splits.items():
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
               f"{len({f['site'] for f in files})} sites", flush=True)
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             run_fold(mat, model_dir, trained["threshold"], held, split="calibration"))
         r["calibration_sites"] = {k: cal[k] for k in ("calls", "recall", "recall_at_1_fph", "recall_by_snr")}
         r.update({"train_families": train, "calibration": trained["calibration"], "training": trained["training"],
-                  "wall_s": round(time.monotonic() - t0, 1)})
+                  "description_check": args.description_check, "wall_s": round(time.monotonic() - t0, 1)})
         if choice:
             r["seed_choice"] = choice
         results["folds"][held] = r

@@ -223,9 +223,11 @@ def detect_files(
             if same_file and prev.status == "complete" and prev.params_key() == {
                 "model": clf.name, "model_fingerprint": clf.fingerprint, "window_s": clf.window_s,
                 "hop_s": params.hop_s, "second_look_logit": params.second_look_logit,
-            } and not (params.second_look_logit is not None and threshold < prev.threshold
-                       and not same_threshold(prev.threshold, threshold)):
-                # (a lower threshold than the scan's would want a second look at windows it did not look at)
+                "description_check_logit": params.description_check_logit,
+            } and not ((params.second_look_logit is not None or params.description_check_logit is not None)
+                       and threshold < prev.threshold and not same_threshold(prev.threshold, threshold)):
+                # (a lower threshold than the scan's would want a second look, or a description check, at windows
+                # it did not look at)
                 # The JSON keeps the threshold to THRESHOLD_DIGITS: compare at that precision, or a calibrated
                 # threshold (0.8598797) never matches its written self and every re-run rewrites everything.
                 same = (same_threshold(prev.threshold, threshold) and prev.gap_s == params.gap_s

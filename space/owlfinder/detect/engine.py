@@ -37,7 +37,8 @@ from owlfinder.detect.model import OwlClassifier
 from owlfinder.detect.windows import frame_batches
 from owlfinder.timestamps import parse_recording_start
 
-__all__ = ["Detection", "DetectionBuilder", "DetectionParams", "detect", "iter_detect", "scan_windows", "second_look"]
+__all__ = ["Detection", "DetectionBuilder", "DetectionParams", "check_description", "detect", "iter_detect",
+           "scan_windows", "second_look"]
 
 Progress = Callable[[float, float], None]
 #: One scored batch: window starts (samples at the model's rate from the start of the file), owl scores,
@@ -395,6 +396,37 @@ def second_look(path: str | Path, clf: OwlClassifier, params: DetectionParams, b
     return int(len(starts_a))
 
 
+def check_description(path: str | Path, clf: OwlClassifier, params: DetectionParams, det: Detection,
+                      info: audio.AudioInfo | None = None) -> Detection:
+    """``det`` with its candidate windows checked against the published call description
+    (:func:`owlfinder.detect.verifier.verify_detection`), when ``params.description_check_logit`` asks for it:
+    the windows within that many logits of the threshold, or above it, are read again and those the description
+    rules out keep 1 % of their score. An unreadable stretch leaves its window as it was."""
+    if params.description_check_logit is None:
+        return det
+    from owlfinder.detect.verifier import verify_detection
+
+    t0 = time.perf_counter()
+    thr = min(max(det.threshold, 1e-7), 1 - 1e-7)
+    floor = shift_threshold(thr, -params.description_check_logit)
+    info = info or audio.probe(path)
+    sr = clf.sampling_rate
+
+    def read(start_s: float, end_s: float) -> np.ndarray:
+        try:
+            return audio.load(path, sr, start_s=start_s, end_s=end_s, info=info)
+        except audio.AudioError as err:  # the window was scored, so this is rare: keep it rather than guess
+            logging.getLogger(__name__).warning("%s: description check skipped a window (%s)", path, err.reason)
+            return np.zeros(0, dtype=np.float32)
+
+    out, checked, rejected = verify_detection(det, read, sr, floor)
+    out.description_check_logit = params.description_check_logit
+    out.timings_s = {**det.timings_s, "description_check": time.perf_counter() - t0}
+    if "total" in out.timings_s:
+        out.timings_s["total"] += out.timings_s["description_check"]
+    return out
+
+
 def iter_detect(
     path: str | Path,
     clf: OwlClassifier,
@@ -453,7 +485,7 @@ def iter_detect(
         second_look(path, clf, params, built, info=info, timings=timings)
     except audio.AudioError as err:  # the grid is complete and stands; the extra windows are only a refinement
         logging.getLogger(__name__).warning("%s: second look skipped (%s)", path, err.reason)
-    final = result("complete")
+    final = check_description(path, clf, params, result("complete"), info=info)
     if progress is not None:
         progress(final.duration_s, final.duration_s)
     yield final

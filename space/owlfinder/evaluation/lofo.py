@@ -55,10 +55,14 @@ class Material:
             most varied).
         seed: seeds everything (each cached item has its own derived seed).
         log: progress lines.
+        description_check: every scan of the folds checks its candidate windows against the published call
+            description (:attr:`~owlfinder.detect.detection.DetectionParams.description_check_logit`), the
+            calibration scans included, so the threshold is set with the check as it will run.
     """
 
     def __init__(self, shared: str | os.PathLike, work: str | os.PathLike, *, n_calls: int = 2500,
-                 n_confusers: int = 300, seed: int = 0, log: Callable = print):
+                 n_confusers: int = 300, seed: int = 0, log: Callable = print, description_check: bool = False):
+        self.description_check = description_check
         self.shared, self.work = Path(shared), Path(work)
         self.n_calls, self.n_confusers, self.seed, self.log = n_calls, n_confusers, seed, log
         self.splits = read_manifest(self.shared)
@@ -178,16 +182,17 @@ class Material:
         return out
 
 
-def detect_all(model_dir: str | os.PathLike, paths: Sequence[str]) -> list:
+def detect_all(model_dir: str | os.PathLike, paths: Sequence[str], *, description_check: bool = False) -> list:
     """Finished engine detections (window scores kept) of each recording, on the CPU with one thread.
 
-    The scan runs at threshold 0.5, so its second look covers every window a calibrated (higher) threshold's
-    would, and more."""
+    The scan runs at threshold 0.5, so its second look (and with ``description_check``, the check of every window
+    scoring 0.5 or more against the published call description) covers every window a calibrated (higher)
+    threshold's would, and more."""
     from owlfinder.detect.engine import DetectionParams, detect
     from owlfinder.detect.model import load_classifier
 
     clf = load_classifier(str(model_dir), device="cpu")
-    params = DetectionParams(threshold=0.5, num_threads=1)
+    params = DetectionParams(threshold=0.5, num_threads=1, description_check_logit=0.0 if description_check else None)
     return [detect(p, clf, params) for p in paths]
 
 
@@ -248,15 +253,15 @@ def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Seque
     """
     out = Path(model_dir)
     cal = mat.recordings("calibration", None)
-    cal_dets = detect_all(out, [p for p, _, _ in cal])
+    cal_dets = detect_all(out, [p for p, _, _ in cal], description_check=mat.description_check)
     thr = calibrate_threshold_fph(cal_dets, target_fp_per_hour, margin_logit)
     hours = sum(d.duration_s for d in cal_dets) / 3600
     cal_fp = sum(len(d.rethreshold(thr).events) for d in cal_dets)
     val = {}
     for f in families:  # the training families' calls in the calibration recordings
         recs = mat.recordings("calibration", f)
-        r = evaluate_fold(thr, cal_dets, [s for _, s, _ in cal], detect_all(out, [p for p, _, _ in recs]),
-                          [t for _, _, t in recs])
+        call_dets = detect_all(out, [p for p, _, _ in recs], description_check=mat.description_check)
+        r = evaluate_fold(thr, cal_dets, [s for _, s, _ in cal], call_dets, [t for _, _, t in recs])
         val[f] = {"recall": r["recall"], "calls": r["calls"]}
     calib = {"method": "fp_per_hour", "target_fp_per_hour": target_fp_per_hour, "margin_logit": margin_logit,
              "hours": round(hours, 4), "false_positives": cal_fp, "training_family_recall": val,
@@ -278,8 +283,8 @@ def run_fold(mat: Material, model_dir: str | os.PathLike, threshold: float, held
     recipes without looking at the test sites."""
     clean = mat.recordings(split, None)
     recs = mat.recordings(split, held_out)
-    clean_dets = detect_all(model_dir, [p for p, _, _ in clean])
-    call_dets = detect_all(model_dir, [p for p, _, _ in recs])
+    clean_dets = detect_all(model_dir, [p for p, _, _ in clean], description_check=mat.description_check)
+    call_dets = detect_all(model_dir, [p for p, _, _ in recs], description_check=mat.description_check)
     return evaluate_fold(threshold, clean_dets, [s for _, s, _ in clean], call_dets, [t for _, _, t in recs])
 
 

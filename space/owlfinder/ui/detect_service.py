@@ -50,7 +50,7 @@ import soundfile as sf
 from owlfinder import audio
 from owlfinder.audio import AudioError, AudioInfo
 from owlfinder.detect.detection import Detection, DetectionParams
-from owlfinder.detect.engine import DetectionBuilder, iter_detect, second_look
+from owlfinder.detect.engine import DetectionBuilder, check_description, iter_detect, second_look
 from owlfinder.detect.exports import FORMATS, SUFFIXES, write_detection
 from owlfinder.detect.model import ModelError, OwlClassifier, load_classifier
 from owlfinder.errors import OwlFinderError, public_message, scrub_paths
@@ -600,7 +600,7 @@ class DetectService:
                                            self.cfg.gpu_rtf, self.cfg.gpu_max_s)
 
         second_look(str(upload.path), clf, params, built, info=info, scan=rescan)
-        yield result("complete")
+        yield check_description(str(upload.path), clf, params, result("complete"), info=info)
 
     # --------------------------------------------------------------------------------------- UI
 

@@ -1,0 +1,238 @@
+"""A second stage that needs no training: does a candidate window hold a note the published call description allows?
+
+The classifier learned owl calls from synthesizers; on real audio its top false positives are clear tonal notes
+that break the description outright (the Sulawesi dawn notes that slide from ~400 to ~700 Hz, a steady engine tone
+for seconds). The description (``../shared/data/README.md``) says each note begins with a *short* upward glide,
+then *holds* and fades, lasts about 0.3-0.6 s (up to about 1 s), with the fundamental at 350-430 Hz (males) or
+450-550 Hz (females), the second note often slightly higher.
+
+:func:`tonal_notes` traces the tonal notes of a clip (a ridge of the spectrogram in 250-800 Hz that stands out of
+the clip's own background); :func:`check_window` rejects a clip only when it holds *strong* notes and *none* of
+them fits the description with generous margins (:class:`NoteRule`). A clip with no clear note, or with one note
+that fits, passes: the check removes only what the description rules out, and passes whenever in doubt.
+:func:`verify_detection` applies it to a scan's candidate windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import librosa
+import numpy as np
+
+__all__ = ["REJECT_FACTOR", "Note", "NoteRule", "Verdict", "check_window", "tonal_notes", "verify_detection"]
+
+#: A rejected window's score is multiplied by this: it stays in the result, below every candidate that passed.
+REJECT_FACTOR = 0.01
+
+
+@dataclass(frozen=True)
+class Note:
+    """One tonal note of a clip.
+
+    Attributes:
+        start_s, end_s: its first and last frame's centre, in seconds from the clip's start.
+        pitch_hz: the ridge's frequency in each frame (Hz).
+        prominence_db: how far the ridge stands above the clip's background in each frame (dB).
+        at_edge: it touches the clip's start or end (so it may be longer than seen).
+    """
+
+    start_s: float
+    end_s: float
+    pitch_hz: np.ndarray
+    prominence_db: np.ndarray
+    at_edge: bool
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def hold_spread(self, skip_onset_s: float = 0.15, skip_onset_frac: float = 0.3, skip_end_frac: float = 0.2
+                    ) -> float:
+        """The pitch spread of the note's hold, ``p90 / p10 - 1``: the first ``min(skip_onset_s, skip_onset_frac)``
+        of the note (its onset glide) and its last ``skip_end_frac`` (the fade) are left out."""
+        n = len(self.pitch_hz)
+        frame_s = self.duration_s / max(1, n - 1)
+        a = int(min(skip_onset_s / max(frame_s, 1e-9), skip_onset_frac * n))
+        b = max(a + 1, int(round(n * (1 - skip_end_frac))))
+        hold = self.pitch_hz[a:b]
+        lo, hi = np.percentile(hold, [10, 90])
+        return float(hi / max(lo, 1e-9) - 1)
+
+
+@dataclass(frozen=True)
+class NoteRule:
+    """What a note must be to fit the description, with margins for what field recordings do to a call.
+
+    Attributes:
+        tonal_db: a frame is tonal where its ridge stands this many dB above the clip's background.
+        strong_db: a note is *strong* (clear enough to judge) where its median prominence reaches this.
+        min_note_s: shorter runs of tonal frames are not notes.
+        max_step: largest frame-to-frame pitch change (ratio - 1) within one note.
+        max_gap_s: tonal frames this close join one note across a dropout.
+        duration_s: the note lengths that fit (the description's 0.3-1 s, widened for fades, echoes and edges).
+        pitch_hz: the median pitch that fits (350-550 Hz and a higher second note, widened).
+        max_hold_spread: largest pitch spread of the hold (a short onset glide is allowed; a slide is not).
+    """
+
+    tonal_db: float = 9.0
+    strong_db: float = 12.0
+    min_note_s: float = 0.12
+    max_step: float = 0.04
+    max_gap_s: float = 0.03
+    duration_s: tuple[float, float] = (0.15, 2.5)
+    pitch_hz: tuple[float, float] = (280.0, 650.0)
+    max_hold_spread: float = 0.25
+
+    def fits(self, note: Note) -> bool:
+        """Whether ``note`` is one the description allows (a note cut by the clip's edge may be shorter)."""
+        lo, hi = self.duration_s
+        if note.duration_s > hi or (note.duration_s < lo and not note.at_edge):
+            return False
+        if not self.pitch_hz[0] <= float(np.median(note.pitch_hz)) <= self.pitch_hz[1]:
+            return False
+        return note.hold_spread() <= self.max_hold_spread
+
+
+DEFAULT_RULE = NoteRule()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """:func:`check_window`'s answer: ``passed``, why, and the notes it judged."""
+
+    passed: bool
+    reason: str
+    notes: tuple[Note, ...] = ()
+
+
+# Analysis settings at 16 kHz: 128 ms frames (7.8 Hz bins, fine enough for a 4 % pitch step at 250 Hz), 10 ms hop.
+_N_FFT_S, _HOP_S = 0.128, 0.010
+_BAND_HZ = (250.0, 800.0)
+_FLOOR_PERCENTILE = 20
+
+
+def tonal_notes(y: np.ndarray, sr: int, rule: NoteRule = DEFAULT_RULE, ridge_hz: tuple[float, float] = _BAND_HZ
+                ) -> list[Note]:
+    """The tonal notes of the mono clip ``y`` (sampled at ``sr`` Hz) along its loudest ridge in ``ridge_hz``.
+
+    Each frame's ridge is the loudest bin of ``ridge_hz`` relative to that bin's 20th percentile over the clip (the
+    clip's own background, so a steady hum is not a note); frames where it stands ``rule.tonal_db`` above are
+    tonal, and tonal frames whose pitch moves less than ``rule.max_step`` per frame (across gaps up to
+    ``rule.max_gap_s``) form a note. Notes shorter than ``rule.min_note_s`` are dropped. A note whose octave below
+    is tonal too is that octave (a bright note's second harmonic can stand out more than its fundamental).
+    """
+    spec = _spectrum(np.asarray(y, dtype=np.float32), sr)
+    return [] if spec is None else _trace(spec, ridge_hz, rule)
+
+
+@dataclass(frozen=True)
+class _Spectrum:
+    freqs: np.ndarray  # Hz, the 250-800 Hz bins
+    db: np.ndarray  # [bins, frames] power in dB
+    rel: np.ndarray  # db above each bin's background
+    bin_hz: float
+    hop_s: float
+    t0_s: float  # the first frame's centre
+
+
+def _spectrum(y: np.ndarray, sr: int) -> _Spectrum | None:
+    n_fft = int(2 ** np.ceil(np.log2(_N_FFT_S * sr)))
+    hop = max(1, int(round(_HOP_S * sr)))
+    if len(y) < n_fft:
+        return None
+    spec = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, center=False)) ** 2
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    band = (freqs >= _BAND_HZ[0]) & (freqs <= _BAND_HZ[1])
+    db = librosa.power_to_db(spec[band], ref=1.0, amin=1e-12, top_db=None)
+    rel = db - np.percentile(db, _FLOOR_PERCENTILE, axis=1, keepdims=True)
+    return _Spectrum(freqs[band], db, rel, sr / n_fft, hop / sr, (n_fft / 2) / sr)
+
+
+def _trace(spec: _Spectrum, ridge_hz: tuple[float, float], rule: NoteRule) -> list[Note]:
+    sub = np.flatnonzero((spec.freqs >= ridge_hz[0]) & (spec.freqs <= ridge_hz[1]))
+    if not len(sub):
+        return []
+    db, rel, frames = spec.db, spec.rel, np.arange(spec.rel.shape[1])
+    k = sub[np.argmax(rel[sub], axis=0)]
+    prom = rel[k, frames]
+    # parabolic interpolation of the peak between bins (a 7.8 Hz bin is 2 % at 400 Hz)
+    km, kp = np.clip(k - 1, 0, len(rel) - 1), np.clip(k + 1, 0, len(rel) - 1)
+    a, b, c = db[km, frames], db[k, frames], db[kp, frames]
+    den = a - 2 * b + c
+    delta = np.where((den < 0) & (k > 0) & (k < len(rel) - 1), 0.5 * (a - c) / np.where(den == 0, -1, den), 0.0)
+    pitch = spec.freqs[0] + (k + np.clip(delta, -0.5, 0.5)) * spec.bin_hz
+    n_frames = len(prom)
+    max_gap = max(1, int(round(rule.max_gap_s / spec.hop_s)))
+    runs: list[list[int]] = []
+    for i in np.flatnonzero(prom >= rule.tonal_db):
+        cur = runs[-1] if runs else None
+        if cur and i - cur[-1] <= max_gap and abs(pitch[i] / pitch[cur[-1]] - 1) <= rule.max_step * (i - cur[-1]):
+            cur.append(int(i))
+        else:
+            runs.append([int(i)])
+    notes = []
+    for r in runs:
+        if (r[-1] - r[0]) * spec.hop_s < rule.min_note_s:
+            continue
+        idx = np.arange(r[0], r[-1] + 1)  # the gaps bridged are part of the note (their pitch interpolated)
+        p = np.interp(idx, r, pitch[r])
+        k_half = np.rint((p / 2 - spec.freqs[0]) / spec.bin_hz).astype(int)
+        if np.all(k_half >= 0) and np.median(rel[k_half, idx]) >= rule.tonal_db:
+            p = p / 2
+        notes.append(Note(start_s=spec.t0_s + r[0] * spec.hop_s, end_s=spec.t0_s + r[-1] * spec.hop_s, pitch_hz=p,
+                          prominence_db=prom[idx], at_edge=r[0] <= max_gap or r[-1] >= n_frames - 1 - max_gap))
+    return notes
+
+
+def check_window(y: np.ndarray, sr: int, rule: NoteRule = DEFAULT_RULE) -> Verdict:
+    """Whether the clip ``y`` (``sr`` Hz) may hold a Powerful Owl call by the published description.
+
+    Rejected only when it holds at least one strong note (median prominence >= ``rule.strong_db``) along its
+    loudest 250-800 Hz ridge and no note fits ``rule``, neither along that ridge nor along the loudest ridge of the
+    call's own pitch range (where a quieter call beside a louder sound shows); passed otherwise (in doubt).
+    """
+    spec = _spectrum(np.asarray(y, dtype=np.float32), sr)
+    if spec is None:
+        return Verdict(True, "too short to judge")
+    notes = _trace(spec, _BAND_HZ, rule)
+    strong = [n for n in notes if float(np.median(n.prominence_db)) >= rule.strong_db]
+    if not strong:
+        return Verdict(True, "no clear tonal note", tuple(notes))
+    fitting = [n for n in notes if rule.fits(n)]
+    if not fitting:
+        notes += _trace(spec, rule.pitch_hz, rule)
+        fitting = [n for n in notes if rule.fits(n)]
+    if fitting:
+        return Verdict(True, f"{len(fitting)} note(s) fit the description", tuple(notes))
+    n = max(strong, key=lambda n: float(np.median(n.prominence_db)))
+    return Verdict(False, f"{len(strong)} clear note(s), none fits the description (the clearest: "
+                          f"{n.duration_s:.2f} s at {float(np.median(n.pitch_hz)):.0f} Hz, hold spread "
+                          f"{100 * n.hold_spread():.0f} %)", tuple(notes))
+
+
+def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, floor: float,
+                     rule: NoteRule = DEFAULT_RULE):
+    """``det`` (a :class:`~owlfinder.detect.detection.Detection`) with every window scoring ``floor`` or more
+    checked by :func:`check_window`; rejected windows keep ``REJECT_FACTOR`` of their score, so events follow.
+
+    Args:
+        det: a complete detection.
+        read: ``read(start_s, end_s)`` returns that stretch of the recording, mono at ``sr`` Hz.
+        sr: the rate ``read`` returns.
+        floor: windows scoring below this are not looked at (nor changed).
+        rule: what fits the description.
+
+    Returns:
+        ``(detection, n_checked, n_rejected)``.
+    """
+    scores = np.array(det.scores, dtype=np.float32, copy=True)
+    cand = np.flatnonzero(scores >= floor)
+    rejected = 0
+    for i in cand:
+        if not check_window(read(float(det.starts_s[i]), float(det.ends_s[i])), sr, rule).passed:
+            scores[i] *= REJECT_FACTOR
+            rejected += 1
+    out = replace(det, scores=scores).rethreshold(det.threshold)
+    return out, int(len(cand)), rejected
