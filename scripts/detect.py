@@ -62,6 +62,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also score the windows half a hop around every window within LOGITS of the threshold "
                         "(default %(default)s; docs/cli.md)")
     p.add_argument("--no-second-look", action="store_true", help="the window grid alone")
+    p.add_argument("--description-check", type=float, default=DetectionParams.description_check_logit,
+                   metavar="LOGITS", help="check every window within LOGITS of the threshold against the published "
+                                          "call description and demote those it rules out (default %(default)s; "
+                                          "docs/cli.md)")
+    p.add_argument("--no-description-check", action="store_true", help="no description check")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (32 CPU, 256 GPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", default="torch", choices=list(BACKENDS),
@@ -110,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size or (256 if clf.device.type == "cuda" else 32),
             max_duration_s=None if args.max_duration is None else args.max_duration * 3600,
             second_look_logit=None if args.no_second_look else args.second_look,
+            description_check_logit=None if args.no_description_check else args.description_check,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

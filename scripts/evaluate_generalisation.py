@@ -146,10 +146,12 @@ def main(argv: list[str] | None = None) -> int:
             trained = json.loads((model_dir / "training.json").read_text())
             trained["threshold"] = choice["seeds"][choice["chosen"]]["threshold"]
             trained["calibration"] = json.loads((model_dir / "config.json").read_text())["owl_calibration"]
-        elif args.reuse_models and (model_dir / "config.json").is_file() and held in results["folds"]:
+        elif args.reuse_models and (model_dir / "model.safetensors").is_file():
             calib = calibrate_model(mat, model_dir, train)
-            trained = {"threshold": calib["threshold"], "calibration": calib,
-                       "training": results["folds"][held]["training"]}
+            # a model whose run stopped after training (before its record was written) is reused too
+            training = results["folds"].get(held, {}).get("training") or {
+                "recipe": recipe.to_dict(), "note": "trained by an earlier run whose record was lost"}
+            trained = {"threshold": calib["threshold"], "calibration": calib, "training": training}
         else:
             trained = train_model(mat, train, model_dir, recipe)
         r, cal = scanned.get(choice["chosen"] if choice else None) or (

@@ -142,3 +142,17 @@ def test_engine_checks_candidates_when_asked_and_records_it(tmp_path, tiny_model
     assert Detection.from_dict(doc).params_key() == checked.params_key() != plain.params_key()
     with pytest.raises(ValueError, match="description_check_logit"):
         DetectionParams(description_check_logit=-1.0)
+
+
+def test_description_check_rates_count_calls_passed_and_confusers_rejected():
+    from owlfinder.evaluation.description_check import description_check_rates, rates_table
+
+    bgs = [_noise(12.0, seed=s, rms=0.003) for s in range(2)]
+    rates = description_check_rates(bgs, SR, n=4, families=["additive", "contours"], kinds=["engine_hum"],
+                                    snr_db_range=(10.0, 15.0), log=lambda m: None)
+    assert {k: v["passed"] for k, v in rates["families"].items()} == {"additive": 4, "contours": 4}
+    assert rates["confusers"]["engine_hum"]["clips"] == 4
+    assert 0 <= rates["confusers"]["engine_hum"]["rejected"] <= 4
+    assert rates["background"]["clips"] == 4
+    table = rates_table(rates)
+    assert "| contours | 4 | 1.000 |" in table and "| plain background | 4 |" in table
