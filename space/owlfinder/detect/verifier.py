@@ -71,9 +71,12 @@ class NoteRule:
         min_note_s: shorter runs of tonal frames are not notes.
         max_step: largest frame-to-frame pitch change (ratio - 1) within one note.
         max_gap_s: tonal frames this close join one note across a dropout.
-        duration_s: the note lengths that fit (the description's 0.3-1 s, widened for fades, echoes and edges).
+        duration_s: the note lengths that fit (the description's 0.3-1 s, widened by a third below for fades and low
+            SNR, and above for echoes and reverberation).
         pitch_hz: the median pitch that fits (350-550 Hz and a higher second note, widened).
         max_hold_spread: largest pitch spread of the hold (a short onset glide is allowed; a slide is not).
+        octave_db: a note whose octave below stands this many dB above the background along it is read at that
+            octave (its fundamental, weakened by a recorder's high-pass or a bright voice, under the harmonic).
     """
 
     tonal_db: float = 9.0
@@ -84,6 +87,7 @@ class NoteRule:
     duration_s: tuple[float, float] = (0.15, 2.5)
     pitch_hz: tuple[float, float] = (280.0, 650.0)
     max_hold_spread: float = 0.25
+    octave_db: float = 9.0
 
     def fits(self, note: Note) -> bool:
         """Whether ``note`` is one the description allows (a note cut by the clip's edge may be shorter)."""
@@ -107,7 +111,9 @@ class Verdict:
     notes: tuple[Note, ...] = ()
 
 
-# Analysis settings at 16 kHz: 128 ms frames (7.8 Hz bins, fine enough for a 4 % pitch step at 250 Hz), 10 ms hop.
+# Analysis settings at 16 kHz: 128 ms frames (7.8 Hz bins, fine enough for a 4 % pitch step at 250 Hz) and a 10 ms
+# hop. A note's measured length is its true length plus 50-70 ms (64 ms frames measure closer, 10-30 ms, but lost
+# more faint calls on the calibration-site clips, whose notes then break into pieces).
 _N_FFT_S, _HOP_S = 0.128, 0.010
 _BAND_HZ = (250.0, 800.0)
 _FLOOR_PERCENTILE = 20
@@ -179,7 +185,7 @@ def _trace(spec: _Spectrum, ridge_hz: tuple[float, float], rule: NoteRule) -> li
         idx = np.arange(r[0], r[-1] + 1)  # the gaps bridged are part of the note (their pitch interpolated)
         p = np.interp(idx, r, pitch[r])
         k_half = np.rint((p / 2 - spec.freqs[0]) / spec.bin_hz).astype(int)
-        if np.all(k_half >= 0) and np.median(rel[k_half, idx]) >= rule.tonal_db:
+        if np.all(k_half >= 0) and np.median(rel[k_half, idx]) >= rule.octave_db:
             p = p / 2
         notes.append(Note(start_s=spec.t0_s + r[0] * spec.hop_s, end_s=spec.t0_s + r[-1] * spec.hop_s, pitch_hz=p,
                           prominence_db=prom[idx], at_edge=r[0] <= max_gap or r[-1] >= n_frames - 1 - max_gap))
