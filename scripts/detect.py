@@ -67,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                           "call description and demote those it rules out (default %(default)s; "
                                           "docs/cli.md)")
     p.add_argument("--no-description-check", action="store_true", help="no description check")
+    p.add_argument("--description-unpaired", type=float, default=DetectionParams.description_unpaired_logit,
+                   metavar="LOGITS", help="with the description check: lower a window with clear notes but no "
+                                          "double hoot by LOGITS (default %(default)s; docs/cli.md)")
     p.add_argument("--batch-size", type=int, default=None, help="windows per model call (32 CPU, 256 GPU)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--backend", default="torch", choices=list(BACKENDS),
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             max_duration_s=None if args.max_duration is None else args.max_duration * 3600,
             second_look_logit=None if args.no_second_look else args.second_look,
             description_check_logit=None if args.no_description_check else args.description_check,
+            description_unpaired_logit=args.description_unpaired,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

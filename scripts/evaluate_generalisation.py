@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--description-check", action="store_true",
                    help="check every candidate window against the published call description (owlfinder.detect."
                         "verifier), in the calibration scans too; with --reuse-models, the same models compared")
+    p.add_argument("--description-unpaired", type=float, default=None, metavar="LOGITS",
+                   help="with --description-check: lower a checked window with clear notes but no double hoot by "
+                        "LOGITS")
     args = p.parse_args(argv)
     if not (args.shared / "MANIFEST.tsv").is_file():
         print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --choose-family {args.choose_family} cannot also be a held-out fold (it would choose on the "
               "family it tests)", file=sys.stderr)
         return 2
-    mat = Material(args.shared, args.work / "cache", n_calls=args.n_calls, description_check=args.description_check)
+    mat = Material(args.shared, args.work / "cache", n_calls=args.n_calls, description_check=args.description_check,
+                   description_unpaired_logit=args.description_unpaired)
     for split, files in mat.splits.items():
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
               f"{len({f['site'] for f in files})} sites", flush=True)
@@ -159,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             run_fold(mat, model_dir, trained["threshold"], held, split="calibration"))
         r["calibration_sites"] = {k: cal[k] for k in ("calls", "recall", "recall_at_1_fph", "recall_by_snr")}
         r.update({"train_families": train, "calibration": trained["calibration"], "training": trained["training"],
-                  "description_check": args.description_check, "wall_s": round(time.monotonic() - t0, 1)})
+                  "description_check": args.description_check,
+                  "description_unpaired_logit": args.description_unpaired, "wall_s": round(time.monotonic() - t0, 1)})
         if choice:
             r["seed_choice"] = choice
         results["folds"][held] = r

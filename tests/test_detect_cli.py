@@ -222,3 +222,25 @@ def test_second_look_is_part_of_what_a_saved_result_is_reused_for(tmp_path, tiny
     assert status == "ok" and looked == [0.0, 1.25, 2.5, 3.75, 5.0, 6.25, 7.0]
     assert run("--threshold", "0.6", "--second-look", "50")[0] == "rethresholded"  # higher: same windows
     assert run("--threshold", "0.4", "--second-look", "50")[0] == "ok"  # lower: scanned again
+
+
+def test_description_check_options_reach_the_json_and_the_reuse_key(tmp_path, tiny_model_dir):
+    spec = importlib.util.spec_from_file_location("detect_script", SCRIPT)
+    detect = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detect)
+    (tmp_path / "in").mkdir()
+    write_tone_file(tmp_path / "in" / "night.flac", 12.0, seed=3)
+    out = tmp_path / "out"
+    base = [str(tmp_path / "in"), "--out", str(out), "--model", str(tiny_model_dir), "--quiet", "--threshold", "0.5"]
+
+    def run(*extra: str) -> tuple[str, dict]:
+        assert detect.main([*base, *extra]) == 0
+        return read_summary(out / "summary.csv")[0].status, json.loads((out / "night.json").read_text())
+
+    status, doc = run()
+    assert status == "ok" and doc["description_check_logit"] is None  # off by default
+    status, doc = run("--description-check", "3", "--description-unpaired", "2")
+    assert status == "ok"  # another setting: scanned again, not reused
+    assert (doc["description_check_logit"], doc["description_unpaired_logit"]) == (3.0, 2.0)
+    assert run("--description-check", "3", "--description-unpaired", "2")[0] == "reused"
+    assert run("--no-description-check")[0] == "ok"

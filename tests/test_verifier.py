@@ -140,6 +140,10 @@ def test_engine_checks_candidates_when_asked_and_records_it(tmp_path, tiny_model
     assert "description_check" in checked.timings_s
     doc = json.loads(json.dumps(checked.to_dict()))
     assert Detection.from_dict(doc).params_key() == checked.params_key() != plain.params_key()
+    lowered = detect(path, clf, DetectionParams(threshold=0.0, second_look_logit=None, description_check_logit=0.0,
+                                                description_unpaired_logit=2.0))
+    assert lowered.to_dict()["description_unpaired_logit"] == 2.0
+    assert lowered.params_key() != checked.params_key()
     with pytest.raises(ValueError, match="description_check_logit"):
         DetectionParams(description_check_logit=-1.0)
 
@@ -156,3 +160,34 @@ def test_description_check_rates_count_calls_passed_and_confusers_rejected():
     assert rates["background"]["clips"] == 4
     table = rates_table(rates)
     assert "| contours | 4 | 1.000 |" in table and "| plain background | 4 |" in table
+
+
+def test_a_double_hoot_is_a_pair_and_a_lone_note_or_a_wide_interval_is_not():
+    pair = _put(_put(_noise(5.0), _tone(380, 380, 0.45), 1.0), _tone(400, 400, 0.4), 1.9)
+    v = check_window(pair, SR)
+    assert v.passed and v.paired and "double hoot" in v.reason
+    lone = _put(_noise(5.0), _tone(380, 380, 0.45), 1.0)
+    assert check_window(lone, SR).paired is False
+    wide = _put(_put(_noise(5.0), _tone(330, 330, 0.45), 1.0), _tone(470, 470, 0.4), 1.9)  # 1.42x higher
+    assert check_window(wide, SR).paired is False
+    slow = _put(_put(_noise(5.0), _tone(380, 380, 0.45), 0.5), _tone(400, 400, 0.4), 2.6)  # 2.1 s apart
+    assert check_window(slow, SR).paired is False
+    assert check_window(_noise(5.0), SR).paired is None
+
+
+def test_unpaired_windows_are_lowered_by_the_logits_asked():
+    rec = _noise(15.0)
+    rec = _put(_put(rec, _tone(380, 380, 0.45), 1.0), _tone(400, 400, 0.4), 1.9)  # a pair in the window at 0 s
+    rec = _put(rec, _tone(380, 380, 0.45), 6.0)  # a lone hoot in the window at 5 s
+    det = _detection(np.array([0.0, 5.0, 10.0]), np.array([0.99, 0.99, 0.99]), threshold=0.9)
+
+    def read(a: float, b: float) -> np.ndarray:
+        return rec[int(a * SR):int(b * SR)]
+
+    out, _, rejected = verify_detection(det, read, SR, floor=0.5, unpaired_logit=2.0)
+    logit = np.log(0.99 / 0.01)
+    assert rejected == 0
+    np.testing.assert_allclose(out.scores, [0.99, 1 / (1 + np.exp(-(logit - 2.0))), 0.99], rtol=1e-5)
+    assert np.allclose(verify_detection(det, read, SR, floor=0.5)[0].scores, 0.99)  # off: left as it is
+    with pytest.raises(ValueError, match="description_unpaired_logit"):
+        DetectionParams(description_unpaired_logit=-1.0)

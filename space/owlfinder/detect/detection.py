@@ -45,6 +45,9 @@ class DetectionParams:
             logits of the threshold (or above it) is checked against the published call description
             (:func:`owlfinder.detect.verifier.check_window`): one holding clear tonal notes of which none fits
             keeps only 1 % of its score. ``None`` turns it off.
+        description_unpaired_logit: with the description check on, a checked window that holds clear notes but
+            no double hoot among those that fit (:meth:`owlfinder.detect.verifier.NoteRule.pair`) is lowered by
+            this many logits. ``None``: left as it is.
     """
 
     threshold: float | None = None
@@ -58,6 +61,7 @@ class DetectionParams:
     resample_quality: str = "HQ"
     second_look_logit: float | None = 3.0
     description_check_logit: float | None = None
+    description_unpaired_logit: float | None = None
 
     def __post_init__(self) -> None:
         if self.hop_s <= 0:
@@ -72,6 +76,8 @@ class DetectionParams:
             raise ValueError("num_threads must be at least 1")
         if self.second_look_logit is not None and self.second_look_logit < 0:
             raise ValueError("second_look_logit cannot be negative")
+        if self.description_unpaired_logit is not None and self.description_unpaired_logit < 0:
+            raise ValueError("description_unpaired_logit cannot be negative")
         if self.description_check_logit is not None and self.description_check_logit < 0:
             raise ValueError("description_check_logit cannot be negative")
 
@@ -142,6 +148,8 @@ class Detection:
     second_look_logit: float | None = None
     #: the scan's :attr:`DetectionParams.description_check_logit` (``None``: no description check)
     description_check_logit: float | None = None
+    #: the scan's :attr:`DetectionParams.description_unpaired_logit`
+    description_unpaired_logit: float | None = None
 
     @property
     def max_score(self) -> float:
@@ -160,7 +168,8 @@ class Detection:
         """What must match for a saved result to be reused."""
         return {"model": self.model, "model_fingerprint": self.model_fingerprint, "window_s": self.window_s,
                 "hop_s": self.hop_s, "second_look_logit": self.second_look_logit,
-                "description_check_logit": self.description_check_logit}
+                "description_check_logit": self.description_check_logit,
+                "description_unpaired_logit": self.description_unpaired_logit}
 
     def to_dict(self, *, include_windows: bool = True) -> dict:
         """The JSON document described in docs/cli.md (``file, duration_s, ..., windows[], events[]``)."""
@@ -175,6 +184,7 @@ class Detection:
             "hop_s": self.hop_s,
             "second_look_logit": self.second_look_logit,
             "description_check_logit": self.description_check_logit,
+            "description_unpaired_logit": self.description_unpaired_logit,
             "gap_s": self.gap_s,
             "min_duration_s": self.min_duration_s,
             "recorded_at": self.recorded_at,
@@ -212,6 +222,7 @@ class Detection:
             model_fingerprint=doc.get("model_fingerprint", ""),
             second_look_logit=doc.get("second_look_logit"),
             description_check_logit=doc.get("description_check_logit"),
+            description_unpaired_logit=doc.get("description_unpaired_logit"),
         )
 
 

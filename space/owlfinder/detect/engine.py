@@ -419,8 +419,9 @@ def check_description(path: str | Path, clf: OwlClassifier, params: DetectionPar
             logging.getLogger(__name__).warning("%s: description check skipped a window (%s)", path, err.reason)
             return np.zeros(0, dtype=np.float32)
 
-    out, checked, rejected = verify_detection(det, read, sr, floor)
+    out, checked, rejected = verify_detection(det, read, sr, floor, unpaired_logit=params.description_unpaired_logit)
     out.description_check_logit = params.description_check_logit
+    out.description_unpaired_logit = params.description_unpaired_logit
     out.timings_s = {**det.timings_s, "description_check": time.perf_counter() - t0}
     if "total" in out.timings_s:
         out.timings_s["total"] += out.timings_s["description_check"]

@@ -75,6 +75,7 @@ class NoteRule:
             SNR, and above for echoes and reverberation).
         pitch_hz: the median pitch that fits (350-550 Hz and a higher second note, widened).
         max_hold_spread: largest pitch spread of the hold (a short onset glide is allowed; a slide is not).
+        pair_spacing_s, pair_ratio: what makes two fitting notes a double hoot (:meth:`pair`).
         octave_db: a note whose octave below stands this many dB above the background along it is read at that
             octave (its fundamental, weakened by a recorder's high-pass or a bright voice, under the harmonic).
     """
@@ -88,6 +89,24 @@ class NoteRule:
     pitch_hz: tuple[float, float] = (280.0, 650.0)
     max_hold_spread: float = 0.25
     octave_db: float = 9.0
+    pair_spacing_s: tuple[float, float] = (0.5, 1.5)
+    pair_ratio: tuple[float, float] = (0.9, 1.2)
+
+    def pair(self, notes: list[Note]) -> bool:
+        """Whether two of ``notes`` (fitting ones) make the double hoot: onsets ``pair_spacing_s`` apart (the
+        description's ~0.9 s, widened) and the later one's pitch ``pair_ratio`` times the earlier's (often slightly
+        higher, some males level)."""
+        notes = sorted(notes, key=lambda n: n.start_s)
+        for i, a in enumerate(notes):
+            pa = float(np.median(a.pitch_hz))
+            for b in notes[i + 1:]:
+                gap = b.start_s - a.start_s
+                if gap > self.pair_spacing_s[1]:
+                    break
+                if gap >= self.pair_spacing_s[0] and \
+                        self.pair_ratio[0] <= float(np.median(b.pitch_hz)) / pa <= self.pair_ratio[1]:
+                    return True
+        return False
 
     def fits(self, note: Note) -> bool:
         """Whether ``note`` is one the description allows (a note cut by the clip's edge may be shorter)."""
@@ -109,6 +128,9 @@ class Verdict:
     passed: bool
     reason: str
     notes: tuple[Note, ...] = ()
+    #: clear notes were judged and two fitting ones make a double hoot (:meth:`NoteRule.pair`); ``None`` where the
+    #: window held no clear note
+    paired: bool | None = None
 
 
 # Analysis settings at 16 kHz: 128 ms frames (7.8 Hz bins, fine enough for a 4 % pitch step at 250 Hz) and a 10 ms
@@ -211,15 +233,17 @@ def check_window(y: np.ndarray, sr: int, rule: NoteRule = DEFAULT_RULE) -> Verdi
         notes += _trace(spec, rule.pitch_hz, rule)
         fitting = [n for n in notes if rule.fits(n)]
     if fitting:
-        return Verdict(True, f"{len(fitting)} note(s) fit the description", tuple(notes))
+        paired = rule.pair(fitting)
+        return Verdict(True, f"{len(fitting)} note(s) fit the description" + (", a double hoot" if paired else ""),
+                       tuple(notes), paired)
     n = max(strong, key=lambda n: float(np.median(n.prominence_db)))
     return Verdict(False, f"{len(strong)} clear note(s), none fits the description (the clearest: "
                           f"{n.duration_s:.2f} s at {float(np.median(n.pitch_hz)):.0f} Hz, hold spread "
-                          f"{100 * n.hold_spread():.0f} %)", tuple(notes))
+                          f"{100 * n.hold_spread():.0f} %)", tuple(notes), False)
 
 
 def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, floor: float,
-                     rule: NoteRule = DEFAULT_RULE):
+                     rule: NoteRule = DEFAULT_RULE, unpaired_logit: float | None = None):
     """``det`` (a :class:`~owlfinder.detect.detection.Detection`) with every window scoring ``floor`` or more
     checked by :func:`check_window`; rejected windows keep ``REJECT_FACTOR`` of their score, so events follow.
 
@@ -229,6 +253,8 @@ def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, f
         sr: the rate ``read`` returns.
         floor: windows scoring below this are not looked at (nor changed).
         rule: what fits the description.
+        unpaired_logit: a window that passed with clear notes but no double hoot among its fitting ones is lowered
+            by this many logits (``None``: left as it is).
 
     Returns:
         ``(detection, n_checked, n_rejected)``.
@@ -237,8 +263,12 @@ def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, f
     cand = np.flatnonzero(scores >= floor)
     rejected = 0
     for i in cand:
-        if not check_window(read(float(det.starts_s[i]), float(det.ends_s[i])), sr, rule).passed:
+        v = check_window(read(float(det.starts_s[i]), float(det.ends_s[i])), sr, rule)
+        if not v.passed:
             scores[i] *= REJECT_FACTOR
             rejected += 1
+        elif unpaired_logit is not None and v.paired is False:
+            p = min(max(float(scores[i]), 1e-7), 1 - 1e-7)
+            scores[i] = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - unpaired_logit)))
     out = replace(det, scores=scores).rethreshold(det.threshold)
     return out, int(len(cand)), rejected

@@ -58,11 +58,14 @@ class Material:
         description_check: every scan of the folds checks its candidate windows against the published call
             description (:attr:`~owlfinder.detect.detection.DetectionParams.description_check_logit`), the
             calibration scans included, so the threshold is set with the check as it will run.
+        description_unpaired_logit: with ``description_check``, what
+            :attr:`~owlfinder.detect.detection.DetectionParams.description_unpaired_logit` the scans use.
     """
 
     def __init__(self, shared: str | os.PathLike, work: str | os.PathLike, *, n_calls: int = 2500,
-                 n_confusers: int = 300, seed: int = 0, log: Callable = print, description_check: bool = False):
-        self.description_check = description_check
+                 n_confusers: int = 300, seed: int = 0, log: Callable = print, description_check: bool = False,
+                 description_unpaired_logit: float | None = None):
+        self.description_check, self.description_unpaired_logit = description_check, description_unpaired_logit
         self.shared, self.work = Path(shared), Path(work)
         self.n_calls, self.n_confusers, self.seed, self.log = n_calls, n_confusers, seed, log
         self.splits = read_manifest(self.shared)
@@ -182,7 +185,8 @@ class Material:
         return out
 
 
-def detect_all(model_dir: str | os.PathLike, paths: Sequence[str], *, description_check: bool = False) -> list:
+def detect_all(model_dir: str | os.PathLike, paths: Sequence[str], *, description_check: bool = False,
+               unpaired_logit: float | None = None) -> list:
     """Finished engine detections (window scores kept) of each recording, on the CPU with one thread.
 
     The scan runs at threshold 0.5, so its second look (and with ``description_check``, the check of every window
@@ -192,8 +196,15 @@ def detect_all(model_dir: str | os.PathLike, paths: Sequence[str], *, descriptio
     from owlfinder.detect.model import load_classifier
 
     clf = load_classifier(str(model_dir), device="cpu")
-    params = DetectionParams(threshold=0.5, num_threads=1, description_check_logit=0.0 if description_check else None)
+    params = DetectionParams(threshold=0.5, num_threads=1, description_check_logit=0.0 if description_check else None,
+                             description_unpaired_logit=unpaired_logit if description_check else None)
     return [detect(p, clf, params) for p in paths]
+
+
+def _scan(mat: Material, model_dir: str | os.PathLike, paths: Sequence[str]) -> list:
+    """:func:`detect_all` with the material's scan settings (the description check)."""
+    return detect_all(model_dir, paths, description_check=mat.description_check,
+                      unpaired_logit=mat.description_unpaired_logit)
 
 
 def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLike, recipe=None, *,
@@ -253,14 +264,14 @@ def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Seque
     """
     out = Path(model_dir)
     cal = mat.recordings("calibration", None)
-    cal_dets = detect_all(out, [p for p, _, _ in cal], description_check=mat.description_check)
+    cal_dets = _scan(mat, out, [p for p, _, _ in cal])
     thr = calibrate_threshold_fph(cal_dets, target_fp_per_hour, margin_logit)
     hours = sum(d.duration_s for d in cal_dets) / 3600
     cal_fp = sum(len(d.rethreshold(thr).events) for d in cal_dets)
     val = {}
     for f in families:  # the training families' calls in the calibration recordings
         recs = mat.recordings("calibration", f)
-        call_dets = detect_all(out, [p for p, _, _ in recs], description_check=mat.description_check)
+        call_dets = _scan(mat, out, [p for p, _, _ in recs])
         r = evaluate_fold(thr, cal_dets, [s for _, s, _ in cal], call_dets, [t for _, _, t in recs])
         val[f] = {"recall": r["recall"], "calls": r["calls"]}
     calib = {"method": "fp_per_hour", "target_fp_per_hour": target_fp_per_hour, "margin_logit": margin_logit,
@@ -283,8 +294,8 @@ def run_fold(mat: Material, model_dir: str | os.PathLike, threshold: float, held
     recipes without looking at the test sites."""
     clean = mat.recordings(split, None)
     recs = mat.recordings(split, held_out)
-    clean_dets = detect_all(model_dir, [p for p, _, _ in clean], description_check=mat.description_check)
-    call_dets = detect_all(model_dir, [p for p, _, _ in recs], description_check=mat.description_check)
+    clean_dets = _scan(mat, model_dir, [p for p, _, _ in clean])
+    call_dets = _scan(mat, model_dir, [p for p, _, _ in recs])
     return evaluate_fold(threshold, clean_dets, [s for _, s, _ in clean], call_dets, [t for _, _, t in recs])
 
 
