@@ -159,6 +159,7 @@ def test_description_check_rates_count_calls_passed_and_confusers_rejected():
     assert 0 <= rates["confusers"]["engine_hum"]["rejected"] <= 4
     assert rates["background"]["clips"] == 4
     table = rates_table(rates)
+    assert all(0 <= v["paired"] <= v["passed"] for v in rates["families"].values())
     assert "| contours | 4 | 1.000 |" in table and "| plain background | 4 |" in table
 
 

@@ -30,24 +30,29 @@ def description_check_rates(backgrounds: Sequence[np.ndarray], sr: int, *, n: in
     band SNR drawn from ``snr_db_range``.
 
     Returns:
-        ``{"families": {name: {"clips", "passed", "pass_rate"}}, "confusers": {kind: {"clips", "rejected",
-        "reject_rate"}}, "background": {"clips", "rejected", "reject_rate"}, "n", "seed", "snr_db_range"}``.
+        ``{"families": {name: {"clips", "passed", "pass_rate", "paired", "paired_rate"}}, "confusers": {kind:
+        {"clips", "rejected", "reject_rate", "paired", "paired_rate"}}, "background": {"clips", "rejected",
+        "reject_rate"}, "n", "seed", "snr_db_range"}``; ``paired``: passed with a double hoot
+        (:meth:`~owlfinder.detect.verifier.NoteRule.pair`).
     """
     rng = np.random.default_rng([seed, 7])
     n_clip = int(clip_s * sr)
     out: dict = {"n": n, "seed": seed, "snr_db_range": list(snr_db_range), "families": {}, "confusers": {}}
     for name in families:
         fam = family(name)
-        passed = sum(check_window(fieldclips.owl_clip(rng, fam, fieldclips.crop(rng, backgrounds, n_clip), sr,
-                                                      snr_db_range)[0], sr, rule).passed for _ in range(n))
-        out["families"][name] = {"clips": n, "passed": int(passed), "pass_rate": passed / n}
-        log(f"{name}: {passed}/{n} calls pass")
+        vs = [check_window(fieldclips.owl_clip(rng, fam, fieldclips.crop(rng, backgrounds, n_clip), sr,
+                                               snr_db_range)[0], sr, rule) for _ in range(n)]
+        passed, paired = sum(v.passed for v in vs), sum(v.paired is True for v in vs)
+        out["families"][name] = {"clips": n, "passed": int(passed), "pass_rate": passed / n,
+                                 "paired": int(paired), "paired_rate": paired / n}
+        log(f"{name}: {passed}/{n} calls pass, {paired} as a double hoot")
     for kind in kinds:
-        rejected = sum(not check_window(fieldclips.confuser_clip(rng, fieldclips.crop(rng, backgrounds, n_clip), sr,
-                                                                 snr_db_range, kind=kind)[0], sr, rule).passed
-                       for _ in range(n))
-        out["confusers"][kind] = {"clips": n, "rejected": int(rejected), "reject_rate": rejected / n}
-        log(f"{kind}: {rejected}/{n} rejected")
+        vs = [check_window(fieldclips.confuser_clip(rng, fieldclips.crop(rng, backgrounds, n_clip), sr, snr_db_range,
+                                                    kind=kind)[0], sr, rule) for _ in range(n)]
+        rejected, paired = sum(not v.passed for v in vs), sum(v.paired is True for v in vs)
+        out["confusers"][kind] = {"clips": n, "rejected": int(rejected), "reject_rate": rejected / n,
+                                  "paired": int(paired), "paired_rate": paired / n}
+        log(f"{kind}: {rejected}/{n} rejected, {paired} pass as a double hoot")
     rejected = sum(not check_window(fieldclips.background_clip(rng, fieldclips.crop(rng, backgrounds, n_clip), sr),
                                     sr, rule).passed for _ in range(n))
     out["background"] = {"clips": n, "rejected": int(rejected), "reject_rate": rejected / n}
@@ -56,10 +61,12 @@ def description_check_rates(backgrounds: Sequence[np.ndarray], sr: int, *, n: in
 
 def rates_table(rates: dict) -> str:
     """The rates as two Markdown tables (calls passed; confusers and background rejected)."""
-    lines = ["| family | calls | passed |", "|---|---|---|"]
-    lines += [f"| {k} | {v['clips']} | {v['pass_rate']:.3f} |" for k, v in rates["families"].items()]
-    lines += ["", "| sound | clips | rejected |", "|---|---|---|"]
-    lines += [f"| {k} | {v['clips']} | {v['reject_rate']:.3f} |" for k, v in rates["confusers"].items()]
+    lines = ["| family | calls | passed | a double hoot |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['clips']} | {v['pass_rate']:.3f} | {v['paired_rate']:.3f} |"
+              for k, v in rates["families"].items()]
+    lines += ["", "| sound | clips | rejected | a double hoot |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['clips']} | {v['reject_rate']:.3f} | {v['paired_rate']:.3f} |"
+              for k, v in rates["confusers"].items()]
     b = rates["background"]
-    lines.append(f"| plain background | {b['clips']} | {b['reject_rate']:.3f} |")
+    lines.append(f"| plain background | {b['clips']} | {b['reject_rate']:.3f} | |")
     return "\n".join(lines)
