@@ -9,6 +9,9 @@
 - :mod:`~owlfinder.detect.engine`: the one scan engine: :func:`~owlfinder.detect.engine.scan_windows` (all
   windows or a range of them, as the Space's ZeroGPU slices use), :func:`~owlfinder.detect.engine.iter_detect`
   and :func:`~owlfinder.detect.engine.detect`.
+- :mod:`~owlfinder.detect.verifier`: the second stage that needs no training: a candidate window's tonal notes
+  checked against the published call description (:func:`~owlfinder.detect.verifier.check_window`); the
+  engine applies it when :attr:`~owlfinder.detect.detection.DetectionParams.description_check_logit` is set.
 - :mod:`~owlfinder.detect.batch`: many files, resumable outputs and ``summary.csv`` (``scripts/detect.py``).
 - :mod:`~owlfinder.detect.exports`: JSON, CSV, Raven selection tables and Audacity labels.
 """

@@ -1,8 +1,8 @@
 """A second stage that needs no training: does a candidate window hold a note the published call description allows?
 
-The classifier learned owl calls from synthesizers; on real audio its top false positives are clear tonal notes
-that break the description outright (the Sulawesi dawn notes that slide from ~400 to ~700 Hz, a steady engine tone
-for seconds). The description (``../shared/data/README.md``) says each note begins with a *short* upward glide,
+The classifier learned owl calls from synthesizers; on real audio its top false positives are clear tonal notes,
+some of which break the description outright (dawn-chorus pips and slides, a steady engine tone for seconds). The
+description (``../shared/data/README.md``) says each note begins with a *short* upward glide,
 then *holds* and fades, lasts about 0.3-0.6 s (up to about 1 s), with the fundamental at 350-430 Hz (males) or
 450-550 Hz (females), the second note often slightly higher.
 
@@ -10,7 +10,9 @@ then *holds* and fades, lasts about 0.3-0.6 s (up to about 1 s), with the fundam
 the clip's own background); :func:`check_window` rejects a clip only when it holds *strong* notes and *none* of
 them fits the description with generous margins (:class:`NoteRule`). A clip with no clear note, or with one note
 that fits, passes: the check removes only what the description rules out, and passes whenever in doubt.
-:func:`verify_detection` applies it to a scan's candidate windows.
+:func:`verify_detection` applies it to a scan's candidate windows, and can also lower (not reject) a window whose
+fitting notes make no double hoot (:meth:`NoteRule.pair`). Both are off by default in the engine: measured on the
+leave-one-family-out folds in docs/generalisation.md.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass, replace
 
 import librosa
 import numpy as np
+
+from owlfinder.detect.events import shift_threshold
 
 __all__ = ["REJECT_FACTOR", "Note", "NoteRule", "Verdict", "check_window", "tonal_notes", "verify_detection"]
 
@@ -268,7 +272,6 @@ def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, f
             scores[i] *= REJECT_FACTOR
             rejected += 1
         elif unpaired_logit is not None and v.paired is False:
-            p = min(max(float(scores[i]), 1e-7), 1 - 1e-7)
-            scores[i] = 1 / (1 + np.exp(-(np.log(p / (1 - p)) - unpaired_logit)))
+            scores[i] = shift_threshold(min(max(float(scores[i]), 1e-7), 1 - 1e-7), -unpaired_logit)
     out = replace(det, scores=scores).rethreshold(det.threshold)
     return out, int(len(cand)), rejected

@@ -4,4 +4,10 @@
 - :mod:`~owlfinder.evaluation.report`: clip evaluation, truth tables, event matching, FP per hour and its
   upper bound, thresholds for a target FP rate, pluggable detectors.
 - :mod:`~owlfinder.evaluation.birdnet`: BirdNET's *Ninox strenua* scores as a comparable detector.
+- :mod:`~owlfinder.evaluation.generalisation`: the site split of ``../shared/data``, calls inserted into real
+  recordings, one fold's event recall and false positives per hour, the per-fold table.
+- :mod:`~owlfinder.evaluation.lofo`: the leave-one-family-out pipeline (cached material, training, calibration,
+  seed choice) behind ``scripts/evaluate_generalisation.py`` and the starter build.
+- :mod:`~owlfinder.evaluation.description_check`: how many calls the published-description check lets through and
+  how many confusers it rejects (``scripts/evaluate_description_check.py``).
 """
