@@ -99,12 +99,18 @@ def test_missing_path_and_bad_model(tmp_path, tiny_model_dir):
     assert "Traceback" not in proc.stderr
 
 
-def test_rerun_with_a_calibrated_threshold_rewrites_nothing(tmp_path, tiny_model_dir, capsys):
-    # The JSON keeps 6 digits (0.85988); the reuse check must compare at that precision, not to 1e-9.
-    # In-process (main()) rather than a subprocess: two runs, one import of torch.
+def _detect_script():
+    """``scripts/detect.py`` as a module, to call its ``main`` in-process."""
     spec = importlib.util.spec_from_file_location("detect_script", SCRIPT)
     detect = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(detect)
+    return detect
+
+
+def test_rerun_with_a_calibrated_threshold_rewrites_nothing(tmp_path, tiny_model_dir, capsys):
+    # The JSON keeps 6 digits (0.85988); the reuse check must compare at that precision, not to 1e-9.
+    # In-process (main()) rather than a subprocess: two runs, one import of torch.
+    detect = _detect_script()
     (tmp_path / "in").mkdir()
     for i in range(2):
         write_tone_file(tmp_path / "in" / f"night{i}.flac", 8.0, seed=i)
@@ -203,9 +209,7 @@ def test_damaged_mp3_frames_are_one_note_not_a_flood(shared_data, tmp_path, tiny
 
 
 def test_second_look_is_part_of_what_a_saved_result_is_reused_for(tmp_path, tiny_model_dir):
-    spec = importlib.util.spec_from_file_location("detect_script", SCRIPT)
-    detect = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(detect)
+    detect = _detect_script()
     (tmp_path / "in").mkdir()
     write_tone_file(tmp_path / "in" / "night.flac", 12.0, seed=3)
     out = tmp_path / "out"
@@ -225,9 +229,7 @@ def test_second_look_is_part_of_what_a_saved_result_is_reused_for(tmp_path, tiny
 
 
 def test_description_check_options_reach_the_json_and_the_reuse_key(tmp_path, tiny_model_dir):
-    spec = importlib.util.spec_from_file_location("detect_script", SCRIPT)
-    detect = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(detect)
+    detect = _detect_script()
     (tmp_path / "in").mkdir()
     write_tone_file(tmp_path / "in" / "night.flac", 12.0, seed=3)
     out = tmp_path / "out"

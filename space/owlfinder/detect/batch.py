@@ -222,9 +222,7 @@ def detect_files(
             same_file = prev is not None and Path(prev.file).resolve() == item.path.resolve()
             if same_file and prev.status == "complete" and prev.params_key() == {
                 "model": clf.name, "model_fingerprint": clf.fingerprint, "window_s": clf.window_s,
-                "hop_s": params.hop_s, "second_look_logit": params.second_look_logit,
-                "description_check_logit": params.description_check_logit,
-                "description_unpaired_logit": params.description_unpaired_logit,
+                **params.scan_key(),
             } and not ((params.second_look_logit is not None or params.description_check_logit is not None)
                        and threshold < prev.threshold and not same_threshold(prev.threshold, threshold)):
                 # (a lower threshold than the scan's would want a second look, or a description check, at windows

@@ -81,6 +81,13 @@ class DetectionParams:
         if self.description_check_logit is not None and self.description_check_logit < 0:
             raise ValueError("description_check_logit cannot be negative")
 
+    def scan_key(self) -> dict:
+        """The settings that decide which windows a scan scores and how (the scan part of
+        :meth:`Detection.params_key`)."""
+        return {"hop_s": self.hop_s, "second_look_logit": self.second_look_logit,
+                "description_check_logit": self.description_check_logit,
+                "description_unpaired_logit": self.description_unpaired_logit}
+
 
 class _Deferred:
     """``fn(*args)``, computed when a :class:`_LazyField` is first read (picklable when ``fn`` is)."""
@@ -169,7 +176,7 @@ class Detection:
         return {"model": self.model, "model_fingerprint": self.model_fingerprint, "window_s": self.window_s,
                 "hop_s": self.hop_s, "second_look_logit": self.second_look_logit,
                 "description_check_logit": self.description_check_logit,
-                "description_unpaired_logit": self.description_unpaired_logit}
+                "description_unpaired_logit": self.description_unpaired_logit}  # = DetectionParams.scan_key()
 
     def to_dict(self, *, include_windows: bool = True) -> dict:
         """The JSON document described in docs/cli.md (``file, duration_s, ..., windows[], events[]``)."""
