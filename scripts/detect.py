@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-second-look", action="store_true", help="the window grid alone")
     p.add_argument("--description-check", type=float, default=DetectionParams.description_check_logit,
                    metavar="LOGITS", help="check every window within LOGITS of the threshold against the published "
-                                          "call description and demote those it rules out (default %(default)s; "
-                                          "docs/cli.md)")
+                                          "call description and demote those it rules out (on by default, "
+                                          "%(default)s; docs/cli.md)")
     p.add_argument("--no-description-check", action="store_true", help="no description check")
     p.add_argument("--description-unpaired", type=float, default=DetectionParams.description_unpaired_logit,
                    metavar="LOGITS", help="with the description check: lower a window with clear notes but no "

@@ -88,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="a fold whose model is already in WORK/TAG is not trained again: its threshold is set again "
                         "from the calibration sites and it is evaluated with the current engine (after a change to "
                         "the scan)")
-    p.add_argument("--description-check", action="store_true",
+    p.add_argument("--description-check", action=argparse.BooleanOptionalAction, default=True,
                    help="check every candidate window against the published call description (owlfinder.detect."
-                        "verifier), in the calibration scans too; with --reuse-models, the same models compared")
+                        "verifier), in the calibration scans too, as the engine does by default; with "
+                        "--reuse-models, the same models compared with and without it")
     p.add_argument("--description-unpaired", type=float, default=None, metavar="LOGITS",
                    help="with --description-check: lower a checked window with clear notes but no double hoot by "
                         "LOGITS")

@@ -240,9 +240,10 @@ def test_description_check_options_reach_the_json_and_the_reuse_key(tmp_path, ti
         return read_summary(out / "summary.csv")[0].status, json.loads((out / "night.json").read_text())
 
     status, doc = run()
-    assert status == "ok" and doc["description_check_logit"] is None  # off by default
+    assert status == "ok" and (doc["description_check_logit"], doc["description_unpaired_logit"]) == (3.0, None)
     status, doc = run("--description-check", "3", "--description-unpaired", "2")
     assert status == "ok"  # another setting: scanned again, not reused
     assert (doc["description_check_logit"], doc["description_unpaired_logit"]) == (3.0, 2.0)
     assert run("--description-check", "3", "--description-unpaired", "2")[0] == "reused"
-    assert run("--no-description-check")[0] == "ok"
+    status, doc = run("--no-description-check")
+    assert status == "ok" and doc["description_check_logit"] is None

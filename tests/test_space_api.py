@@ -185,6 +185,7 @@ def test_model_info_and_api_docs(server):
     info = client.predict(api_name="/model_info")
     assert info["threshold"] == pytest.approx(server["service"].clf.threshold, abs=1e-6)
     assert info["hop_s"] == 2.5 and info["formats"] == ["json", "csv", "raven", "audacity"]
+    assert (info["second_look_logit"], info["description_check_logit"]) == (3.0, 3.0)  # the engine's defaults
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     detect_api = api["/detect"]
     assert [p["parameter_name"] for p in detect_api["parameters"]] == ["audio", "threshold"]

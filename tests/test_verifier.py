@@ -117,10 +117,15 @@ def test_verify_detection_demotes_only_rejected_candidates_and_events_follow():
 
     out, checked, rejected = verify_detection(det, read, SR, floor=0.5)
     assert (checked, rejected) == (3, 1)
-    assert read_calls == [(0.0, 5.0), (5.0, 10.0), (10.0, 15.0)]  # the window below the floor is not read
+    assert read_calls == [(0.0, 15.0)]  # adjacent candidates decoded once; the window below the floor not read
     np.testing.assert_allclose(out.scores, [0.99, 0.99, 0.99 * REJECT_FACTOR, 0.2], rtol=1e-6)
     assert [(e.start_s, e.end_s) for e in out.events] == [(0.0, 10.0)]
     np.testing.assert_allclose(det.scores, [0.99, 0.99, 0.99, 0.2], rtol=1e-6)  # the input is not changed
+    apart = _detection(np.array([0.0, 2.5, 10.0, 15.0]), np.array([0.99, 0.99, 0.99, 0.2]), threshold=0.9)
+    read_calls.clear()
+    out2, _, rejected2 = verify_detection(apart, read, SR, floor=0.5)
+    assert read_calls == [(0.0, 7.5), (10.0, 15.0)]  # overlapping windows share one read, a gap starts another
+    assert rejected2 == 1 and out2.scores[2] == pytest.approx(0.99 * REJECT_FACTOR)
 
 
 def test_engine_checks_candidates_when_asked_and_records_it(tmp_path, tiny_model_dir):
@@ -130,7 +135,7 @@ def test_engine_checks_candidates_when_asked_and_records_it(tmp_path, tiny_model
     path = tmp_path / "rec.wav"
     sf.write(path, rec, SR)
     clf = load_classifier(tiny_model_dir, device="cpu")
-    plain = detect(path, clf, DetectionParams(threshold=0.0, second_look_logit=None))
+    plain = detect(path, clf, DetectionParams(threshold=0.0, second_look_logit=None, description_check_logit=None))
     checked = detect(path, clf, DetectionParams(threshold=0.0, second_look_logit=None, description_check_logit=0.0))
     slide = (plain.starts_s <= 10.5) & (plain.ends_s >= 12.3)
     assert slide.any() and not slide.all()

@@ -11,8 +11,9 @@ the clip's own background); :func:`check_window` rejects a clip only when it hol
 them fits the description with generous margins (:class:`NoteRule`). A clip with no clear note, or with one note
 that fits, passes: the check removes only what the description rules out, and passes whenever in doubt.
 :func:`verify_detection` applies it to a scan's candidate windows, and can also lower (not reject) a window whose
-fitting notes make no double hoot (:meth:`NoteRule.pair`). Both are off by default in the engine: measured on the
-leave-one-family-out folds in docs/generalisation.md.
+fitting notes make no double hoot (:meth:`NoteRule.pair`). The engine runs the check by default on every window
+within 3 logits of the threshold (``DetectionParams.description_check_logit``); the demotion is off by default.
+Both are measured on the leave-one-family-out folds in docs/generalisation.md.
 """
 
 from __future__ import annotations
@@ -218,6 +219,13 @@ def _trace(spec: _Spectrum, ridge_hz: tuple[float, float], rule: NoteRule) -> li
     return notes
 
 
+def _same_note(a: Note, b: Note, tol_s: float = 0.03, tol_pitch: float = 0.03) -> bool:
+    """Whether two traced notes are one (the second ridge found the first's note again)."""
+    pa, pb = float(np.median(a.pitch_hz)), float(np.median(b.pitch_hz))
+    return (abs(a.start_s - b.start_s) <= tol_s and abs(a.end_s - b.end_s) <= tol_s
+            and abs(pa - pb) <= tol_pitch * max(pa, pb))
+
+
 def check_window(y: np.ndarray, sr: int, rule: NoteRule = DEFAULT_RULE) -> Verdict:
     """Whether the clip ``y`` (``sr`` Hz) may hold a Powerful Owl call by the published description.
 
@@ -234,7 +242,7 @@ def check_window(y: np.ndarray, sr: int, rule: NoteRule = DEFAULT_RULE) -> Verdi
         return Verdict(True, "no clear tonal note", tuple(notes))
     fitting = [n for n in notes if rule.fits(n)]
     if not fitting:
-        notes += _trace(spec, rule.pitch_hz, rule)
+        notes += [n for n in _trace(spec, rule.pitch_hz, rule) if not any(_same_note(n, m) for m in notes)]
         fitting = [n for n in notes if rule.fits(n)]
     if fitting:
         paired = rule.pair(fitting)
@@ -244,6 +252,31 @@ def check_window(y: np.ndarray, sr: int, rule: NoteRule = DEFAULT_RULE) -> Verdi
     return Verdict(False, f"{len(strong)} clear note(s), none fits the description (the clearest: "
                           f"{n.duration_s:.2f} s at {float(np.median(n.pitch_hz)):.0f} Hz, hold spread "
                           f"{100 * n.hold_spread():.0f} %)", tuple(notes), False)
+
+
+def _candidate_audio(det, cand: np.ndarray, read: Callable[[float, float], np.ndarray], sr: int,
+                     max_span_s: float = 60.0):
+    """``(index, clip)`` for each candidate window, in time order. Overlapping candidates (5 s windows every 2.5 s,
+    the second look's half-hop neighbours) are decoded as one stretch of at most ``max_span_s`` and sliced, so
+    their shared audio is read once."""
+    order = sorted((int(i) for i in cand), key=lambda i: float(det.starts_s[i]))
+    k = 0
+    while k < len(order):
+        run = [order[k]]
+        t0, t1 = float(det.starts_s[order[k]]), float(det.ends_s[order[k]])
+        k += 1
+        while k < len(order):
+            s, e = float(det.starts_s[order[k]]), float(det.ends_s[order[k]])
+            if s > t1 or max(t1, e) - t0 > max_span_s:
+                break
+            run.append(order[k])
+            t1 = max(t1, e)
+            k += 1
+        y = read(t0, t1)
+        for i in run:
+            a = int(round((float(det.starts_s[i]) - t0) * sr))
+            b = a + int(round((float(det.ends_s[i]) - float(det.starts_s[i])) * sr))
+            yield i, y[min(a, len(y)):min(b, len(y))]
 
 
 def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, floor: float,
@@ -266,8 +299,8 @@ def verify_detection(det, read: Callable[[float, float], np.ndarray], sr: int, f
     scores = np.array(det.scores, dtype=np.float32, copy=True)
     cand = np.flatnonzero(scores >= floor)
     rejected = 0
-    for i in cand:
-        v = check_window(read(float(det.starts_s[i]), float(det.ends_s[i])), sr, rule)
+    for i, y in _candidate_audio(det, cand, read, sr):
+        v = check_window(y, sr, rule)
         if not v.passed:
             scores[i] *= REJECT_FACTOR
             rejected += 1

@@ -57,13 +57,14 @@ class Material:
         log: progress lines.
         description_check: every scan of the folds checks its candidate windows against the published call
             description (:attr:`~owlfinder.detect.detection.DetectionParams.description_check_logit`), the
-            calibration scans included, so the threshold is set with the check as it will run.
+            calibration scans included, so the threshold is set with the check as it will run (on by default, as
+            in the engine).
         description_unpaired_logit: with ``description_check``, what
             :attr:`~owlfinder.detect.detection.DetectionParams.description_unpaired_logit` the scans use.
     """
 
     def __init__(self, shared: str | os.PathLike, work: str | os.PathLike, *, n_calls: int = 2500,
-                 n_confusers: int = 300, seed: int = 0, log: Callable = print, description_check: bool = False,
+                 n_confusers: int = 300, seed: int = 0, log: Callable = print, description_check: bool = True,
                  description_unpaired_logit: float | None = None):
         self.description_check, self.description_unpaired_logit = description_check, description_unpaired_logit
         self.shared, self.work = Path(shared), Path(work)
@@ -185,7 +186,7 @@ class Material:
         return out
 
 
-def detect_all(model_dir: str | os.PathLike, paths: Sequence[str], *, description_check: bool = False,
+def detect_all(model_dir: str | os.PathLike, paths: Sequence[str], *, description_check: bool = True,
                unpaired_logit: float | None = None) -> list:
     """Finished engine detections (window scores kept) of each recording, on the CPU with one thread.
 

@@ -328,12 +328,14 @@ class DetectService:
 
     def model_info(self) -> dict:
         """What the API's ``/model_info`` returns: the model and the scan settings."""
-        c = self.clf
+        c, scan = self.clf, self.params()
         return {"model": c.name, "model_fingerprint": c.fingerprint, "positive_label": c.positive_label,
                 "threshold": round(c.threshold, 6), "sampling_rate": c.sampling_rate, "window_s": c.window_s,
                 "hop_s": self.cfg.hop_s, "device": str(c.device), "batch_size": self.batch_size,
                 "zero_gpu_slices": self.sliced, "max_hours": self.cfg.max_hours,
                 "max_upload_bytes": self.cfg.max_upload_bytes, "formats": list(DOWNLOAD_FORMATS),
+                "second_look_logit": scan.second_look_logit,
+                "description_check_logit": scan.description_check_logit,
                 "site_thresholds": {k: round(float(v["threshold"]), 6) for k, v in c.site_thresholds.items()}}
 
     # ------------------------------------------------------------------------------------ files
