@@ -22,7 +22,8 @@ def test_scores_are_the_owl_probability_of_each_window(tmp_path, arch, order):
     folder = save_tiny(arch, order, tmp_path / "model")
     rec = write_tone_file(tmp_path / "rec.flac", 13.7, sr=44100, channels=2)
     clf = load_classifier(folder, device="cpu")
-    det = detect(rec, clf, DetectionParams(hop_s=2.5, batch_size=3, second_look_logit=None))  # the grid alone
+    det = detect(rec, clf, DetectionParams(hop_s=2.5, batch_size=3, second_look_logit=None,
+                                           description_check_logit=None))  # the grid alone, unchecked
 
     # Windows cover the file: starts on the 2.5 s grid plus one final window ending at the end.
     assert det.duration_s == pytest.approx(13.7, abs=1e-3)
