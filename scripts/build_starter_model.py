@@ -158,6 +158,10 @@ def model_card(run: Path, lofo: dict | str | None, choice: dict | None = None) -
                   "averaged; " if n_members > 1 else "")
     val = cal.get("training_family_recall", {})
     val_md = ", ".join(f"{k} {v['recall']:.2f}" for k, v in val.items())
+    averaged = trained["training"].get("averaged_steps", 0)
+    averaged_md = (f" The weights are the mean of the weights after each of the last {averaged} training steps "
+                   "(dense weight averaging, for a flatter optimum that depends less on the training draws), with "
+                   "their batch-norm statistics measured again." if averaged else "")
     return f"""---
 library_name: "transformers"
 pipeline_tag: "audio-classification"
@@ -203,7 +207,7 @@ sites of `../shared/data` (never the calibration sites, which set the threshold)
 alone, other owls (Southern Boobook, Barking Owl, Great Horned and
 Tawny Owl), Tawny Frogmouth, koala bellows, frogs, doves, coucals, engine hum, steady tones and tonal
 "near-misses" (notes too short, too long, too low, too high or too fast for a Powerful Owl), with two rounds of
-hard-negative mining.
+hard-negative mining.{averaged_md}
 
 ## Use
 
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     from owlfinder.evaluation.lofo import Material
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
     from owlfinder.train.bandmix import MixConfig
-    from owlfinder.train.recipe import RecipeConfig
+    from owlfinder.train.recipe import RecipeConfig, average_from_arg
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
@@ -286,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="sites whose recordings are training negatives (the calibration sites never are)")
     p.add_argument("--train-steps", type=int, default=RecipeConfig.steps, help="optimiser steps (per member)")
     p.add_argument("--members", type=int, default=RecipeConfig.members, help="models joined into one ensemble")
+    p.add_argument("--average-from", type=average_from_arg, default=RecipeConfig.average_from,
+                   metavar="FRACTION",
+                   help="ship the mean of the weights from this fraction of the run on (RecipeConfig.average_from); "
+                        "the last weights are kept beside it in WORK/seed-N-last")
     p.add_argument("--mix", nargs="+", default=[], metavar="KEY=VALUE",
                    help="MixConfig overrides (as in evaluate_generalisation.py), e.g. p_eq=0.5")
     args = p.parse_args(argv)
@@ -304,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     if "train" in args.steps:
         for k, (seed, run) in enumerate(runs.items()):
             print(f"== seed {seed} ({k + 1} of {len(runs)})", flush=True)
-            step_train(mat, run, RecipeConfig(steps=args.train_steps, members=args.members, mix=mix, seed=seed),
+            step_train(mat, run, RecipeConfig(steps=args.train_steps, members=args.members, mix=mix, seed=seed,
+                                                 average_from=args.average_from),
                        args.negative_splits)
     if "train" not in args.steps and len(runs) == 1 and (STARTER / "training.json").is_file():
         run = next(iter(runs.values()))

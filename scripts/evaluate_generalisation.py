@@ -49,13 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         Material,
         calibrate_model,
         choose_seed,
+        last_weights_dir,
         run_fold,
         train_model,
         train_or_reuse,
     )
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
     from owlfinder.train.bandmix import MixConfig
-    from owlfinder.train.recipe import RecipeConfig
+    from owlfinder.train.recipe import RecipeConfig, average_from_arg
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared(), help="the real recordings (MANIFEST.tsv)")
@@ -79,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mining", action="store_true", help="no hard-negative rounds")
     p.add_argument("--members", type=int, default=RecipeConfig.members,
                    help="models trained apart (seeds 0, 1, ...) and joined into one ensemble per fold")
+    p.add_argument("--average-from", type=average_from_arg, default=RecipeConfig.average_from,
+                   metavar="FRACTION",
+                   help="keep the mean of the weights from this fraction of each run on (RecipeConfig.average_from); "
+                        "the run's last weights are kept and measured beside them (fold-X-last, 'last_weights' in "
+                        "lofo.json), so the two are compared on one run, free of the seed's noise")
     p.add_argument("--init-from", default=None,
                    help="warm start every fold from this model folder (fair only if it never saw the held-out family)")
     p.add_argument("--mix", nargs="+", default=[], metavar="KEY=VALUE",
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = RecipeConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
                           mine_at=() if args.no_mining else RecipeConfig.mine_at, init_from=args.init_from,
-                          members=args.members, mix=mix, seed=args.seed)
+                          members=args.members, mix=mix, seed=args.seed, average_from=args.average_from)
     res_dir = args.work / (args.tag or "default")
     res_dir.mkdir(parents=True, exist_ok=True)
     results_path = res_dir / "lofo.json"
@@ -168,6 +174,21 @@ def main(argv: list[str] | None = None) -> int:
                   "description_unpaired_logit": args.description_unpaired, "wall_s": round(time.monotonic() - t0, 1)})
         if choice:
             r["seed_choice"] = choice
+        last = last_weights_dir(model_dir)
+        if (last / "config.json").is_file():  # the same run's last weights, beside the averaged ones
+            if args.reuse_models:
+                calibrate_model(mat, last, train)
+            last_cfg = json.loads((last / "config.json").read_text())
+            lt = run_fold(mat, last, last_cfg["owl_threshold"], held)
+            lc = run_fold(mat, last, last_cfg["owl_threshold"], held, split="calibration")
+            r["last_weights"] = {**{k: lt[k] for k in ("threshold", "recall", "recall_at_1_fph", "false_positives",
+                                                       "fp_per_hour")},
+                                 "calibration_sites": {k: lc[k] for k in ("recall", "recall_at_1_fph")},
+                                 "training_family_recall": {k: v["recall"] for k, v in
+                                                            last_cfg["owl_calibration"]["training_family_recall"].items()}}
+            print(f"{held}, last weights: recall {lt['recall']:.2f} ({lt['false_positives']} FP), at <= 1 FP/h "
+                  f"{lt['recall_at_1_fph']:.2f}; calibration sites {lc['recall']:.2f} "
+                  f"({lc['recall_at_1_fph']:.2f})", flush=True)
         results["folds"][held] = r
         if not args.reuse_models or "recipe" not in results:  # reused models keep the recipe they were made with
             results["recipe"] = {**recipe.to_dict(), **({"seeds": args.seeds} if args.seeds else {})}

@@ -111,6 +111,10 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["owl_threshold"] == pytest.approx(trained["threshold"]) and 0 < trained["threshold"] < 1
     assert set(trained["calibration"]["training_family_recall"]) == {"additive", "sourcefilter"}
+    # the recipe averages the weights by default: the run's last weights are kept beside them, calibrated alike
+    assert trained["training"]["averaged_steps"] == 2
+    last_cfg = json.loads((tmp_path / "fold-last" / "config.json").read_text())
+    assert set(last_cfg["owl_calibration"]["training_family_recall"]) == {"additive", "sourcefilter"}
     from transformers import pipeline
 
     top = pipeline("audio-classification", model=str(out))(np.zeros(5 * SR, np.float32))
@@ -216,6 +220,33 @@ def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():
     assert [m["recipe"]["seed"] for m in info["members"]] == [0, 1]
     a, b = (dict(m.named_parameters())["classifier.weight"] for m in model.members)
     assert not torch.allclose(a, b)  # two seeds, two networks
+
+
+def test_weight_averaging_returns_the_mean_of_the_later_weights_and_hands_over_the_last():
+    """RecipeConfig.average_from: the weights after every step from that fraction of the run on are averaged
+    (4 of 8 steps here), the run's last weights (the same as a plain run's) go to ``on_last`` first, the returned
+    weights differ from them, and the batch norms are measured again."""
+    bank, _ = _small_bank(np.random.default_rng(7), "additive")
+    cfg = RecipeConfig(steps=8, batch_size=8, mine_at=(), model=TOY_NET, seed=3, average_from=None)
+    plain, _, info = train_recipe(bank, cfg, log=lambda *_: None)
+    assert info["averaged_steps"] == 0
+    seen: dict = {}
+
+    def on_last(model):
+        seen["last"] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    logs: list[str] = []
+    avg, _, info = train_recipe(bank, RecipeConfig(**{**cfg.__dict__, "average_from": 0.5}), log=logs.append,
+                                on_last=on_last)
+    assert info["averaged_steps"] == 4 and info["recipe"]["average_from"] == 0.5
+    assert any("averaging the weights from step 5" in m for m in logs)
+    name = "members.0.classifier.weight"
+    # the same draws: the last weights equal the plain run's, and the mean differs from them
+    assert torch.allclose(seen["last"][name], plain.state_dict()[name])
+    assert not torch.allclose(avg.state_dict()[name], plain.state_dict()[name])
+    bn = "members.0.stages.0.1.running_mean"
+    assert not torch.allclose(avg.state_dict()[bn], seen["last"][bn])
+    assert "average_from" not in cfg.to_dict()  # recipes recorded before it existed still compare equal
 
 
 def test_calibration_sites_are_never_training_negatives(tmp_path):
@@ -357,3 +388,17 @@ def test_starter_card_shows_the_seed_choice_and_a_lofo_md_table(tmp_path, monkey
     assert "trained with 2 seeds (the model shipped before competed too" in card
     assert table in card and "(not run)" not in card
     assert "(this model)" not in mod.model_card(tmp_path, table, {**choice, "chosen": "shipped"}).split("| seed")[1]
+    assert "weight averaging" not in card  # a model of the last weights says nothing of averaging
+    (tmp_path / "training.json").write_text(json.dumps({"training": {"n_params": 1234, "averaged_steps": 1000}}))
+    assert "the mean of the weights after each of the last 1000 training steps" in mod.model_card(tmp_path, table)
+
+
+def test_average_from_takes_a_fraction_of_the_run_or_none():
+    from owlfinder.train.recipe import average_from_arg
+
+    assert average_from_arg("0.5") == 0.5 and average_from_arg("0") == 0.0
+    assert average_from_arg("none") is None and average_from_arg("None") is None  # the last weights
+    for bad in ("1", "1.5", "-0.1", "half"):
+        with pytest.raises(ValueError):
+            average_from_arg(bad)
+    assert RecipeConfig().average_from == 0.5  # the kept recipe averages

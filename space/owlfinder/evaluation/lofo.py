@@ -31,7 +31,8 @@ from owlfinder.synth import channel, fieldclips
 from owlfinder.synth.families import FAMILIES, family
 from owlfinder.train.bandmix import BandBank, extractor_settings, sound_power
 
-__all__ = ["Material", "calibrate_model", "choose_seed", "detect_all", "run_fold", "train_model", "train_or_reuse"]
+__all__ = ["Material", "calibrate_model", "choose_seed", "detect_all", "last_weights_dir", "run_fold", "train_model",
+           "train_or_reuse"]
 
 SR = 16000
 WINDOW_S = 5.0
@@ -221,14 +222,29 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     from owlfinder.train.recipe import RecipeConfig, train_recipe
 
     out = Path(out_dir)
-    model, fe, info = train_recipe(mat.bank(families, background_splits=background_splits), recipe or RecipeConfig(),
-                                   log=mat.log)
+    bank = mat.bank(families, background_splits=background_splits)
+
+    def save(model, fe, folder: Path) -> None:
+        model.config.owl_window_s = WINDOW_S
+        model.save_pretrained(folder)
+        fe.save_pretrained(folder)
+
+    def keep_last(model) -> None:  # averaged weights: the run's last weights beside them, to compare the two
+        save(model, bank.feature_extractor(), last_weights_dir(out))
+        calibrate_model(mat, last_weights_dir(out), families, target_fp_per_hour=target_fp_per_hour,
+                        margin_logit=margin_logit)
+
+    model, fe, info = train_recipe(bank, recipe or RecipeConfig(), log=mat.log, on_last=keep_last)
     info["background_splits"] = list(background_splits)
-    model.config.owl_window_s = WINDOW_S
-    model.save_pretrained(out)
-    fe.save_pretrained(out)
+    save(model, fe, out)
     calib = calibrate_model(mat, out, families, target_fp_per_hour=target_fp_per_hour, margin_logit=margin_logit)
     return {"threshold": calib["threshold"], "training": info, "calibration": calib}
+
+
+def last_weights_dir(model_dir: str | os.PathLike) -> Path:
+    """Where :func:`train_model` keeps a weight-averaged model's last (not averaged) weights: ``<model_dir>-last``."""
+    model_dir = Path(model_dir)
+    return model_dir.with_name(model_dir.name + "-last")
 
 
 def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.PathLike, recipe, *,
