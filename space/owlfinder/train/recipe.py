@@ -61,9 +61,9 @@ class RecipeConfig:
         average_from: from this fraction of the run on, keep the running mean of the weights after every step
             and return that mean (dense weight averaging, as SWAD does for domain generalisation: a flatter
             optimum that moves less with the seed), its batch-norm statistics measured again on fresh batches.
-            ``None``: the last weights. Costs nothing at inference. Kept because it raised the held-out family's
-            recall on the calibration sites in every fold, against the same run's last weights
-            (docs/generalisation.md).
+            ``None``: the last weights. Costs nothing at inference. Kept because, against the same run's last
+            weights, it found more of the held-out family's calls on the calibration sites in three folds of
+            five, as many in one and fewer in one (mean +2.8 points; docs/generalisation.md).
     """
 
     steps: int = 2000
@@ -152,7 +152,7 @@ def _refresh_batch_norm(rng: np.random.Generator, model, bank: BandBank, c: Reci
                         batches: int = 40) -> None:
     """Measure every batch norm's running statistics again, as the plain mean over ``batches`` fresh training
     batches: averaged weights need statistics of their own (the averaged statistics belong to other weights)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
