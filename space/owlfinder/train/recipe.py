@@ -148,6 +148,14 @@ def _mine(rng: np.random.Generator, model, bank: BandBank, c: RecipeConfig) -> t
     return [cand[i].astype(np.float16) for i in top], info
 
 
+def _training_batch(rng: np.random.Generator, bank: BandBank, c: RecipeConfig, hard: list
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """One training batch ``(x, y)``: half owl calls, half negatives, ``hard_share`` of them hard ones once mined."""
+    half = c.batch_size // 2
+    n_neg = c.batch_size - half
+    return mix_batch(rng, bank, half, n_neg, c.mix, hard=hard, n_hard=int(round(c.hard_share * n_neg)) if hard else 0)
+
+
 def _refresh_batch_norm(rng: np.random.Generator, model, bank: BandBank, c: RecipeConfig, hard: list,
                         batches: int = 40) -> None:
     """Measure every batch norm's running statistics again, as the plain mean over ``batches`` fresh training
@@ -157,14 +165,10 @@ def _refresh_batch_norm(rng: np.random.Generator, model, bank: BandBank, c: Reci
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative mean
-    half = c.batch_size // 2
-    n_neg = c.batch_size - half
     model.train()
     with torch.no_grad():
         for _ in range(batches):
-            x, _ = mix_batch(rng, bank, half, n_neg, c.mix, hard=hard,
-                             n_hard=int(round(c.hard_share * n_neg)) if hard else 0)
-            model(input_features=torch.from_numpy(x))
+            model(input_features=torch.from_numpy(_training_batch(rng, bank, c, hard)[0]))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.eval()
@@ -216,8 +220,6 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / max(1, c.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * progress(s))))
-    half = c.batch_size // 2
-    n_neg = c.batch_size - half
     hard: list[np.ndarray] = []
     rounds, losses = [], []
     pending = sorted(c.mine_at)
@@ -235,8 +237,7 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
                 rounds.append({"at_step": step, **info})
                 log(f"hard negatives at step {step}: kept {info['kept']} of {info['candidates']} "
                     f"(scores {info['min_score']:.3f}-{info['max_score']:.3f}, {info['real']} real)")
-            x, y = mix_batch(rng, bank, half, n_neg, c.mix, hard=hard,
-                             n_hard=int(round(c.hard_share * n_neg)) if hard else 0)
+            x, y = _training_batch(rng, bank, c, hard)
             target = torch.from_numpy(np.where(y == 1, _OWL, 1 - _OWL))
             out = model(input_features=torch.from_numpy(x))
             each = out.hidden_states if out.hidden_states is not None else out.logits[None]  # members learn apart
