@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from evaluate_generalisation import default_shared  # noqa: E402
+from evaluate_generalisation import default_shared, shared_missing  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 STARTER = REPO / "space" / "models" / "powerful-owl-starter"
@@ -162,6 +162,10 @@ def model_card(run: Path, lofo: dict | str | None, choice: dict | None = None) -
     averaged_md = (f" The weights are the mean of the weights after each of the last {averaged} training steps "
                    "(dense weight averaging, for a flatter optimum that depends less on the training draws), with "
                    "their batch-norm statistics measured again." if averaged else "")
+    flatten = float(trained["training"].get("recipe", {}).get("mix", {}).get("p_flatten", 0.0) or 0.0)
+    flatten_md = (f" {flatten:.0%} of the training calls had the upward glide at the start of each note taken out, so "
+                  "that a glide is no cue: without it, the models scored calls with a shallow or no glide far lower "
+                  "(docs/generalisation.md)." if flatten else "")
     return f"""---
 library_name: "transformers"
 pipeline_tag: "audio-classification"
@@ -207,7 +211,7 @@ sites of `../shared/data` (never the calibration sites, which set the threshold)
 alone, other owls (Southern Boobook, Barking Owl, Great Horned and
 Tawny Owl), Tawny Frogmouth, koala bellows, frogs, doves, coucals, engine hum, steady tones and tonal
 "near-misses" (notes too short, too long, too low, too high or too fast for a Powerful Owl), with two rounds of
-hard-negative mining.{averaged_md}
+hard-negative mining.{flatten_md}{averaged_md}
 
 ## Use
 
@@ -297,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", nargs="+", default=[], metavar="KEY=VALUE",
                    help="MixConfig overrides (as in evaluate_generalisation.py), e.g. p_eq=0.5")
     args = p.parse_args(argv)
-    if not (args.shared / "MANIFEST.tsv").is_file():
-        print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
+    if shared_missing(args.shared):
         return 2
     try:
         mix = MixConfig.from_overrides(args.mix)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from evaluate_generalisation import default_shared
+    from evaluate_generalisation import default_shared, shared_missing
 
     from owlfinder.durable import atomic_write_text
     from owlfinder.evaluation.description_check import description_check_rates, rates_table
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=REPO / "out", help="folder for description_check.json/.md")
     args = p.parse_args(argv)
-    if not (args.shared / "MANIFEST.tsv").is_file():
-        print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
+    if shared_missing(args.shared):
         return 2
     if args.n < 1:
         print("error: --n must be at least 1", file=sys.stderr)

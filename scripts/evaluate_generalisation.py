@@ -42,6 +42,15 @@ def default_shared() -> Path:
     return REPO.parent / "shared" / "data"
 
 
+def shared_missing(shared: Path) -> bool:
+    """Whether the real recordings' folder ``shared`` lacks its ``MANIFEST.tsv``; if so, one line on stderr says so
+    (the recipe and evaluation scripts then exit with 2)."""
+    if (shared / "MANIFEST.tsv").is_file():
+        return False
+    print(f"error: {shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     from owlfinder.durable import atomic_write_text
     from owlfinder.evaluation.generalisation import fold_table
@@ -102,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --description-check: lower a checked window with clear notes but no double hoot by "
                         "LOGITS")
     args = p.parse_args(argv)
-    if not (args.shared / "MANIFEST.tsv").is_file():
-        print(f"error: {args.shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
+    if shared_missing(args.shared):
         return 2
     try:
         mix = MixConfig.from_overrides(args.mix)

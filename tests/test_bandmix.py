@@ -3,6 +3,8 @@ must hold stay in its window, and long recordings are turned into band powers se
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from owlfinder.owlnet import OwlNetFeatureExtractor
 from owlfinder.synth.calls import pink_noise
 from owlfinder.train import bandmix
 from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch, sound_power
+from owlfinder.train.recipe import RecipeConfig
 
 SR = 16000
 
@@ -194,3 +197,55 @@ def test_timbre_and_envelope_off_by_default_leave_batches_as_before(fe):
     b, _ = mix_batch(np.random.default_rng(9), bank, 4, 4, MixConfig(p_eq=0.0, p_envelope=0.0, eq_db=3.0))
     c, _ = mix_batch(np.random.default_rng(9), bank, 4, 4, MixConfig(p_eq=1.0, p_envelope=1.0))
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def _glided_note(f0: float, seconds: float, depth: float, glide_s: float) -> np.ndarray:
+    """A tone that starts ``depth`` below ``f0`` and rises to it over ``glide_s``, then holds (phase-integrated)."""
+    t = np.arange(int(seconds * SR)) / SR
+    f = f0 * (1.0 - depth * np.clip(1.0 - t / glide_s, 0.0, 1.0) ** 2)
+    env = np.minimum(1.0, t / 0.03) * np.minimum(1.0, (seconds - t) / 0.1)
+    return (0.1 * env * np.sin(2 * np.pi * np.cumsum(f) / SR)).astype(np.float32)
+
+
+def _ridge(x: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    return np.argmax(x[:, frames], axis=0)
+
+
+def test_onset_glide_is_taken_out_and_a_flat_note_left_alone(fe):
+    pad = np.zeros(1600, np.float32)
+    glided = sound_power(fe, np.concatenate([pad, _glided_note(420.0, 0.6, 0.2, 0.15), pad]))
+    flat = sound_power(fe, np.concatenate([pad, _glided_note(420.0, 0.6, 0.0, 0.15), pad]))
+    bank = _bank(fe, np.random.default_rng(0))
+    ridge = bandmix._fundamental_bands(bank)
+    hold = _ridge(glided, np.arange(16, 28))  # the note's middle (it runs from frame ~5 to ~35)
+    assert np.ptp(hold) <= 1
+    loud = np.flatnonzero(glided.max(axis=0) > glided.max() - 1.5)  # frames within 15 dB of the peak
+    before = _ridge(glided, loud)
+    assert before.min() <= hold[0] - 3  # 20 % below the hold is 5 bands at 16 per octave
+    curve = bandmix.onset_glide_curve(glided, ridge)
+    after = _ridge(bandmix._bent(glided, curve), loud)
+    assert after.min() >= hold[0] - 1 and after.max() <= hold[0] + 1  # the glide is gone
+    assert curve.max() <= 6.0 and np.all(curve >= 0) and np.all(curve[loud[-1]:] == 0)  # only the onset moves
+    assert np.abs(bandmix.onset_glide_curve(flat, ridge)).max() < 0.6  # a flat note stays (within a band's wobble)
+    silence = np.full((70, 40), bandmix.LOG_FLOOR, np.float32)
+    assert np.all(bandmix.onset_glide_curve(silence, ridge) == 0)
+
+
+def test_flattening_draws_apart_and_changes_only_the_positives(fe):
+    """p_flatten draws from aug_rng: the negatives, and every other draw, stay as without it."""
+    pad = np.zeros(1600, np.float32)
+    calls = [sound_power(fe, np.concatenate([pad, _glided_note(400.0 + 10 * i, 0.5, 0.2, 0.15), np.zeros(800, np.float32),
+                                             _glided_note(410.0 + 10 * i, 0.5, 0.2, 0.15), pad])) for i in range(4)]
+    base = _bank(fe, np.random.default_rng(0))
+    bank = BandBank.from_sounds(fe, calls, np.array([[5, c.shape[1] - 6] for c in calls]), ["a"] * 4,
+                                base.confusers, base.backgrounds, confuser_kind=["x"] * 3)
+    plain = MixConfig(p_stretch=0.0, p_warp=0.0, max_shift_call=0, p_time_mask=0.0, p_band_mask=0.0, p_tilt=0.0,
+                      p_flatten=0.0)
+    a, ya = mix_batch(np.random.default_rng(5), bank, 6, 6, plain)
+    b, yb = mix_batch(np.random.default_rng(5), bank, 6, 6, replace(plain, p_flatten=1.0),
+                      aug_rng=np.random.default_rng(1))
+    assert np.array_equal(ya, yb) and np.array_equal(a[6:], b[6:])  # negatives untouched, same draws
+    changed = np.abs(a[:6] - b[:6]).max(axis=(1, 2)) > 1.0
+    assert changed.all()  # every positive lost its glides
+    assert "p_flatten" not in RecipeConfig(mix=plain).to_dict()["mix"]  # records made before it still compare equal
+    assert RecipeConfig().to_dict()["mix"]["p_flatten"] == 0.4  # on by default: a recipe trained without it differs

@@ -389,8 +389,12 @@ def test_starter_card_shows_the_seed_choice_and_a_lofo_md_table(tmp_path, monkey
     assert table in card and "(not run)" not in card
     assert "(this model)" not in mod.model_card(tmp_path, table, {**choice, "chosen": "shipped"}).split("| seed")[1]
     assert "weight averaging" not in card  # a model of the last weights says nothing of averaging
-    (tmp_path / "training.json").write_text(json.dumps({"training": {"n_params": 1234, "averaged_steps": 1000}}))
-    assert "the mean of the weights after each of the last 1000 training steps" in mod.model_card(tmp_path, table)
+    assert "glide" not in card  # nor a recipe without onset-glide flattening of it
+    (tmp_path / "training.json").write_text(json.dumps({"training": {
+        "n_params": 1234, "averaged_steps": 1000, "recipe": {"mix": {"p_flatten": 0.4}}}}))
+    card = mod.model_card(tmp_path, table)
+    assert "the mean of the weights after each of the last 1000 training steps" in card
+    assert "40% of the training calls had the upward glide at the start of each note taken out" in card
 
 
 def test_average_from_takes_a_fraction_of_the_run_or_none():

@@ -10,4 +10,6 @@
   seed choice) behind ``scripts/evaluate_generalisation.py`` and the starter build.
 - :mod:`~owlfinder.evaluation.description_check`: how many calls the published-description check lets through and
   how many confusers it rejects (``scripts/evaluate_description_check.py``).
+- :mod:`~owlfinder.evaluation.cues`: which of a call generator's parameters a model's score follows, the cues it
+  learned (``scripts/explain_scores.py``).
 """

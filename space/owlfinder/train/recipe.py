@@ -88,8 +88,11 @@ class RecipeConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["average_from"] is None:  # recipes recorded before it existed compare equal (train_or_reuse)
+        # recipes recorded before these existed compare equal (train_or_reuse)
+        if d["average_from"] is None:
             del d["average_from"]
+        if not d["mix"]["p_flatten"]:
+            del d["mix"]["p_flatten"]
         return d
 
 
@@ -148,16 +151,17 @@ def _mine(rng: np.random.Generator, model, bank: BandBank, c: RecipeConfig) -> t
     return [cand[i].astype(np.float16) for i in top], info
 
 
-def _training_batch(rng: np.random.Generator, bank: BandBank, c: RecipeConfig, hard: list
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def _training_batch(rng: np.random.Generator, bank: BandBank, c: RecipeConfig, hard: list,
+                    aug_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One training batch ``(x, y)``: half owl calls, half negatives, ``hard_share`` of them hard ones once mined."""
     half = c.batch_size // 2
     n_neg = c.batch_size - half
-    return mix_batch(rng, bank, half, n_neg, c.mix, hard=hard, n_hard=int(round(c.hard_share * n_neg)) if hard else 0)
+    return mix_batch(rng, bank, half, n_neg, c.mix, hard=hard, n_hard=int(round(c.hard_share * n_neg)) if hard else 0,
+                     aug_rng=aug_rng)
 
 
 def _refresh_batch_norm(rng: np.random.Generator, model, bank: BandBank, c: RecipeConfig, hard: list,
-                        batches: int = 40) -> None:
+                        batches: int = 40, aug_rng: np.random.Generator | None = None) -> None:
     """Measure every batch norm's running statistics again, as the plain mean over ``batches`` fresh training
     batches: averaged weights need statistics of their own (the averaged statistics belong to other weights)."""
     norms = [m for m in model.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
@@ -168,7 +172,7 @@ def _refresh_batch_norm(rng: np.random.Generator, model, bank: BandBank, c: Reci
     model.train()
     with torch.no_grad():
         for _ in range(batches):
-            model(input_features=torch.from_numpy(_training_batch(rng, bank, c, hard)[0]))
+            model(input_features=torch.from_numpy(_training_batch(rng, bank, c, hard, aug_rng)[0]))
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     model.eval()
@@ -203,6 +207,7 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
         return model, trained[0][1], info
     torch.manual_seed(c.seed)
     rng = np.random.default_rng(c.seed)
+    aug_rng = np.random.default_rng([c.seed, 1])  # augmentations added later draw apart (mix_batch's aug_rng)
     prev_threads = torch.get_num_threads()
     if c.threads:
         torch.set_num_threads(c.threads)
@@ -237,7 +242,7 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
                 rounds.append({"at_step": step, **info})
                 log(f"hard negatives at step {step}: kept {info['kept']} of {info['candidates']} "
                     f"(scores {info['min_score']:.3f}-{info['max_score']:.3f}, {info['real']} real)")
-            x, y = _training_batch(rng, bank, c, hard)
+            x, y = _training_batch(rng, bank, c, hard, aug_rng)
             target = torch.from_numpy(np.where(y == 1, _OWL, 1 - _OWL))
             out = model(input_features=torch.from_numpy(x))
             each = out.hidden_states if out.hidden_states is not None else out.logits[None]  # members learn apart
@@ -269,7 +274,7 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
         if on_last is not None:
             on_last(model)
         model.load_state_dict(averaged.module.state_dict())
-        _refresh_batch_norm(rng, model, bank, c, hard)
+        _refresh_batch_norm(rng, model, bank, c, hard, aug_rng=aug_rng)
         log(f"weights averaged over the last {averaged_steps} steps; batch norms measured again")
     info = {"steps": step, "loss": float(np.mean(losses[-100:])) if losses else None,
             "averaged_steps": averaged_steps,
