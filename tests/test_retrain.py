@@ -213,7 +213,7 @@ def loop(tmp_path_factory):
     # The Space detects; every run feeds the labelling queue.
     data = w / "owl_data"
     queue = LabelQueue(data)
-    cfg = AppConfig(tmp_dir=w / "scratch", data_dir=data, update_every_s=0.0, n_uncertain=30)
+    cfg = AppConfig(tmp_dir=w / "scratch", data_dir=data, update_every_s=0.0, n_uncertain=40)
     svc = DetectService(cfg, queue, classifier=load_classifier(current, device="cpu"))
     upload = w / "upload" / night.name
     upload.parent.mkdir()
