@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["DEFAULT_FMAX_HZ", "DEFAULT_HIGHPASS_HZ", "DEFAULT_PERCENTILES", "MIN_RANGE_DB", "MIN_RANGE_RAW_DB",
            "Spectrogram",
-           "band_contrast", "owl_spectrogram"]
+           "band_contrast", "owl_spectrogram", "parabolic_peak"]
 
 #: Top of the shown band: the owl's fundamental and first harmonics (Hz).
 DEFAULT_FMAX_HZ = 2000.0
@@ -143,3 +143,15 @@ def band_contrast(spec: Spectrogram, band_hz: tuple[float, float], span_s: tuple
     if inside.size == 0 or outside.size == 0:
         raise ValueError("the band and span must leave pixels both inside and outside the span")
     return float(inside.mean() - outside.mean())
+
+
+def parabolic_peak(db: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """The fractional row of each column's peak: ``k`` (a peak row per column of ``db``, dB ``[rows, columns]``)
+    moved by the vertex of the parabola through it and its two neighbours, by at most half a row. A peak on the
+    first or last row, or one that is not a local maximum, stays where it is."""
+    rows, cols = db.shape[0], np.arange(db.shape[1])
+    km, kp = np.clip(k - 1, 0, rows - 1), np.clip(k + 1, 0, rows - 1)
+    a, b, c = db[km, cols], db[k, cols], db[kp, cols]
+    den = a - 2 * b + c
+    delta = np.where((den < 0) & (k > 0) & (k < rows - 1), 0.5 * (a - c) / np.where(den == 0, -1, den), 0.0)
+    return k + np.clip(delta, -0.5, 0.5)

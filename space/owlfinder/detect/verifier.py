@@ -25,6 +25,7 @@ import librosa
 import numpy as np
 
 from owlfinder.detect.events import shift_threshold
+from owlfinder.spectrogram import parabolic_peak
 
 __all__ = ["REJECT_FACTOR", "Note", "NoteRule", "Verdict", "check_window", "tonal_notes", "verify_detection"]
 
@@ -190,12 +191,7 @@ def _trace(spec: _Spectrum, ridge_hz: tuple[float, float], rule: NoteRule) -> li
     db, rel, frames = spec.db, spec.rel, np.arange(spec.rel.shape[1])
     k = sub[np.argmax(rel[sub], axis=0)]
     prom = rel[k, frames]
-    # parabolic interpolation of the peak between bins (a 7.8 Hz bin is 2 % at 400 Hz)
-    km, kp = np.clip(k - 1, 0, len(rel) - 1), np.clip(k + 1, 0, len(rel) - 1)
-    a, b, c = db[km, frames], db[k, frames], db[kp, frames]
-    den = a - 2 * b + c
-    delta = np.where((den < 0) & (k > 0) & (k < len(rel) - 1), 0.5 * (a - c) / np.where(den == 0, -1, den), 0.0)
-    pitch = spec.freqs[0] + (k + np.clip(delta, -0.5, 0.5)) * spec.bin_hz
+    pitch = spec.freqs[0] + parabolic_peak(db, k) * spec.bin_hz  # between bins: a 7.8 Hz bin is 2 % at 400 Hz
     n_frames = len(prom)
     max_gap = max(1, int(round(rule.max_gap_s / spec.hop_s)))
     runs: list[list[int]] = []

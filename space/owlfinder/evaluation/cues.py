@@ -19,8 +19,9 @@ __all__ = ["binned", "cue_table", "flatten_params", "logit", "score_family_clips
 
 def logit(p: np.ndarray | float) -> np.ndarray:
     """``log(p / (1 - p))``, with ``p`` kept within [1e-7, 1 - 1e-7] (a saturated score stays finite)."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
+    from scipy.special import logit as _logit
+
+    return _logit(np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7))
 
 
 def flatten_params(params: Mapping, prefix: str = "") -> dict[str, float]:

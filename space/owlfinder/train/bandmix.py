@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from owlfinder.spectrogram import parabolic_peak
+
 __all__ = ["BandBank", "MixConfig", "extractor_settings", "mix_batch", "onset_glide_curve", "sound_power", "to_db"]
 
 LOG_FLOOR = -10.0  # log10 power of digital silence (the extractor's -100 dB floor)
@@ -331,13 +333,7 @@ def onset_glide_curve(x: np.ndarray, ridge_bands: tuple[int, int], *, min_note_f
     if t == 0 or energy.max() <= 0:
         return curve
     sub = x[lo:hi].astype(np.float64)
-    k = np.argmax(sub, axis=0)
-    km, kp = np.clip(k - 1, 0, hi - lo - 1), np.clip(k + 1, 0, hi - lo - 1)
-    cols = np.arange(t)
-    a, b, c = sub[km, cols], sub[k, cols], sub[kp, cols]
-    den = a - 2 * b + c
-    delta = np.where((den < 0) & (k > 0) & (k < hi - lo - 1), 0.5 * (a - c) / np.where(den == 0, -1, den), 0.0)
-    ridge = k + np.clip(delta, -0.5, 0.5)
+    ridge = parabolic_peak(sub, np.argmax(sub, axis=0))
     voiced = energy >= energy.max() * 0.01
     audible = energy >= energy.max() * 10 ** -3.5
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
