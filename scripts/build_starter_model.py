@@ -162,10 +162,15 @@ def model_card(run: Path, lofo: dict | str | None, choice: dict | None = None) -
     averaged_md = (f" The weights are the mean of the weights after each of the last {averaged} training steps "
                    "(dense weight averaging, for a flatter optimum that depends less on the training draws), with "
                    "their batch-norm statistics measured again." if averaged else "")
-    flatten = float(trained["training"].get("recipe", {}).get("mix", {}).get("p_flatten", 0.0) or 0.0)
+    mix = trained["training"].get("recipe", {}).get("mix", {})
+    flatten = float(mix.get("p_flatten", 0.0) or 0.0)
     flatten_md = (f" {flatten:.0%} of the training calls had the upward glide at the start of each note taken out, so "
                   "that a glide is no cue: without it, the models scored calls with a shallow or no glide far lower "
                   "(docs/generalisation.md)." if flatten else "")
+    glide = float(mix.get("p_glide_confuser", 0.0) or 0.0)
+    if glide:
+        flatten_md += (f" {glide:.0%} of the other sounds it learned to reject were given such a glide, so that a glide "
+                       "is found in both classes.")
     return f"""---
 library_name: "transformers"
 pipeline_tag: "audio-classification"

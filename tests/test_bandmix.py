@@ -249,3 +249,43 @@ def test_flattening_draws_apart_and_changes_only_the_positives(fe):
     assert changed.all()  # every positive lost its glides
     assert "p_flatten" not in RecipeConfig(mix=plain).to_dict()["mix"]  # records made before it still compare equal
     assert RecipeConfig().to_dict()["mix"]["p_flatten"] == 0.4  # on by default: a recipe trained without it differs
+
+
+def test_a_glide_is_given_to_each_note_of_a_sound_and_taken_out_again(fe):
+    """glide_in_curve starts every note lower and brings it up to its own pitch; onset_glide_curve undoes it."""
+    pad = np.zeros(1600, np.float32)
+    gap = np.zeros(4000, np.float32)
+    flat = sound_power(fe, np.concatenate([pad, _glided_note(420.0, 0.6, 0.0, 0.15), gap,
+                                           _glided_note(430.0, 0.5, 0.0, 0.15), pad]))
+    bank = _bank(fe, np.random.default_rng(0))
+    ridge = bandmix._fundamental_bands(bank)
+    curve = bandmix.glide_in_curve(flat, 4.0, 6)
+    starts = np.flatnonzero(np.diff((curve < 0).astype(np.int8)) == 1) + 1
+    assert len(starts) == 2 and curve.min() == pytest.approx(-4.0)  # both notes, the full depth at the start
+    glided = bandmix._bent(flat, curve)
+    for s in starts:
+        hold = _ridge(flat, np.array([s + 15]))[0]
+        assert _ridge(glided, np.array([s + 1]))[0] <= hold - 2  # starts lower ...
+        assert np.all(np.diff(curve[s:s + 6]) >= 0) and curve[s + 12] == 0  # ... rises, then holds unchanged
+    back = bandmix.onset_glide_curve(glided, ridge)
+    assert back[starts[0] + 1] > 2.0  # the added glide is one that the flattening finds and takes out
+    assert np.all(curve <= 0)
+    silence = np.full((70, 40), bandmix.LOG_FLOOR, np.float32)
+    assert np.all(bandmix.glide_in_curve(silence, 4.0, 6) == 0)
+
+
+def test_confuser_glides_draw_apart_and_change_only_confusers(fe):
+    """p_glide_confuser draws from aug_rng: positives without a confuser, and negatives without one, stay."""
+    pad = np.zeros(1600, np.float32)
+    conf = [sound_power(fe, np.concatenate([pad, _glided_note(450.0, 0.5, 0.0, 0.1), pad])) for _ in range(3)]
+    base = _bank(fe, np.random.default_rng(0))
+    bank = BandBank.from_sounds(fe, base.calls, base.call_keep, base.call_family, conf, base.backgrounds,
+                                confuser_kind=["x"] * 3)
+    plain = MixConfig(p_time_mask=0.0, p_band_mask=0.0, p_confuser_neg=1.0, p_confuser_pos=0.0, p_flatten=0.0)
+    a, ya = mix_batch(np.random.default_rng(5), bank, 4, 6, plain, aug_rng=np.random.default_rng(1))
+    b, yb = mix_batch(np.random.default_rng(5), bank, 4, 6, replace(plain, p_glide_confuser=1.0),
+                      aug_rng=np.random.default_rng(1))
+    assert np.array_equal(ya, yb) and np.array_equal(a[:4], b[:4])  # positives untouched, same draws
+    assert (np.abs(a[4:] - b[4:]).max(axis=(1, 2)) > 1.0).all()  # every confuser got its glide
+    assert "p_glide_confuser" not in RecipeConfig(mix=plain).to_dict()["mix"]  # older records compare equal
+    assert MixConfig.from_overrides(["confuser_glide_frames=3,8"]).confuser_glide_frames == (3, 8)

@@ -22,7 +22,8 @@ import torch
 
 from owlfinder.spectrogram import parabolic_peak
 
-__all__ = ["BandBank", "MixConfig", "extractor_settings", "mix_batch", "onset_glide_curve", "sound_power", "to_db"]
+__all__ = ["BandBank", "MixConfig", "extractor_settings", "glide_in_curve", "mix_batch", "onset_glide_curve",
+           "sound_power", "to_db"]
 
 LOG_FLOOR = -10.0  # log10 power of digital silence (the extractor's -100 dB floor)
 
@@ -165,6 +166,12 @@ class MixConfig:
             shallow or no glide, which other synthesizers make, scored 4-9 logits lower than
             deep-glided ones (``scripts/explain_scores.py``). Drawn from ``aug_rng``. 0.4 since 2026-12-07
             (docs/generalisation.md: held-out recall on the calibration sites +5 points over five folds).
+        p_glide_confuser, confuser_glide_bands, confuser_glide_frames: share of confusers whose notes are given
+            an upward onset glide (:func:`glide_in_curve`) before any other change, starting
+            ``confuser_glide_bands`` lower (uniform; 5.2 bands is 25 %) and rising over ``confuser_glide_frames``
+            frames (uniform, inclusive; 20 ms each). The other half of taking the glide away as a cue: a glide then
+            occurs in both classes. Drawn from ``aug_rng``. 0.5 since 2026-12-07 (docs/generalisation.md: held-out
+            recall on the calibration sites +3.6 points over five folds, the training families' +4.8).
         single_share: share of positives that are single hoots (``None``: as often as in the bank, about one
             in eight). A lone tonal hoot is weak evidence (many birds give one; the double hoot is the Powerful
             Owl's signature), so fewer of them teach the model to rank lone hoots below double hoots.
@@ -191,6 +198,9 @@ class MixConfig:
     p_envelope: float = 0.0
     envelope_db: float = 5.0
     p_flatten: float = 0.4
+    p_glide_confuser: float = 0.5
+    confuser_glide_bands: tuple[float, float] = (1.0, 5.0)
+    confuser_glide_frames: tuple[int, int] = (2, 10)
     single_share: float | None = None
     p_time_mask: float = 0.3
     max_time_mask: int = 15
@@ -313,6 +323,28 @@ def _warped(rng: np.random.Generator, x: np.ndarray, max_bands: float, knot_fram
     return _bent(x, _random_curve(rng, x.shape[1], max_bands, knot_frames))
 
 
+def _note_onsets(x: np.ndarray, *, min_note_frames: int, onset_frames: int) -> list[tuple[int, int, int]]:
+    """``(first, start, stop)`` frames of each note of a lone sound ``x`` (log10 power ``[bands, frames]``) of
+    ``min_note_frames`` or more: a note is a run of frames within 20 dB of the loudest frame, ``[start, stop)``,
+    and ``first`` goes back over the quiet start of its attack (up to ``onset_frames // 2`` frames within 35 dB,
+    not into the note before), where an onset glide is deepest."""
+    if x.shape[1] == 0 or x.max() <= LOG_FLOOR + 0.5:  # digital silence holds no note
+        return []
+    energy = np.power(10.0, x.astype(np.float32)).sum(axis=0)
+    voiced = energy >= energy.max() * 0.01
+    audible = energy >= energy.max() * 10 ** -3.5
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
+    notes, prev_stop = [], 0
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if stop - start >= min_note_frames:
+            first = start
+            while first > max(prev_stop, start - onset_frames // 2) and audible[first - 1]:
+                first -= 1
+            notes.append((int(first), int(start), int(stop)))
+        prev_stop = stop
+    return notes
+
+
 def onset_glide_curve(x: np.ndarray, ridge_bands: tuple[int, int], *, min_note_frames: int = 8,
                       onset_frames: int = 12, max_bands: float = 6.0) -> np.ndarray:
     """The per-frame band shift that takes the upward onset glide out of a lone call ``x`` (log10 power
@@ -326,28 +358,31 @@ def onset_glide_curve(x: np.ndarray, ridge_bands: tuple[int, int], *, min_note_f
     else stays. Notes that start flat, or above their hold, get no shift.
     """
     lo, hi = ridge_bands
-    p = np.power(10.0, x.astype(np.float32))
-    energy = p.sum(axis=0)
-    t = x.shape[1]
-    curve = np.zeros(t, np.float64)
-    if t == 0 or energy.max() <= 0:
+    curve = np.zeros(x.shape[1], np.float64)
+    notes = _note_onsets(x, min_note_frames=min_note_frames, onset_frames=onset_frames)
+    if not notes:
         return curve
     sub = x[lo:hi].astype(np.float64)
     ridge = parabolic_peak(sub, np.argmax(sub, axis=0))
-    voiced = energy >= energy.max() * 0.01
-    audible = energy >= energy.max() * 10 ** -3.5
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
-    prev_stop = 0
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for first, start, stop in notes:
         n = stop - start
-        if n >= min_note_frames:
-            hold = float(np.median(ridge[start + int(0.3 * n): start + max(int(0.3 * n) + 1, int(0.8 * n))]))
-            first = start  # the quiet start of the attack, where the glide is deepest, is part of the onset
-            while first > max(prev_stop, start - onset_frames // 2) and audible[first - 1]:
-                first -= 1
-            m = start - first + min(onset_frames, int(0.45 * n))
-            curve[first:first + m] = np.clip(hold - ridge[first:first + m], 0.0, max_bands)
-        prev_stop = stop
+        hold = float(np.median(ridge[start + int(0.3 * n): start + max(int(0.3 * n) + 1, int(0.8 * n))]))
+        m = start - first + min(onset_frames, int(0.45 * n))
+        curve[first:first + m] = np.clip(hold - ridge[first:first + m], 0.0, max_bands)
+    return curve
+
+
+def glide_in_curve(x: np.ndarray, depth_bands: float, glide_frames: int, *, min_note_frames: int = 4,
+                   onset_frames: int = 12) -> np.ndarray:
+    """The per-frame band shift that gives every note of a lone sound ``x`` (log10 power ``[bands, frames]``) an
+    upward onset glide: from the quiet start of its attack (as in :func:`onset_glide_curve`) the note starts
+    ``depth_bands`` lower and rises to its own pitch over ``glide_frames`` frames of the note (at most 45 % of
+    it), along a curve that flattens as it arrives. The inverse of :func:`onset_glide_curve`, for sounds that are
+    not owls: a glide alone should not make a sound an owl."""
+    curve = np.zeros(x.shape[1], np.float64)
+    for first, start, stop in _note_onsets(x, min_note_frames=min_note_frames, onset_frames=onset_frames):
+        m = start - first + max(1, min(glide_frames, int(0.45 * (stop - start))))
+        curve[first:first + m] = -depth_bands * (1.0 - np.arange(m) / m) ** 1.5
     return curve
 
 
@@ -413,7 +448,7 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
               aug_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A batch: ``n_pos`` positives, then ``n_neg`` negatives (``n_hard`` of them from ``hard``, dB arrays).
 
-    ``aug_rng`` draws what ``p_flatten`` decides (default: ``rng``). A separate generator leaves ``rng``'s draws
+    ``aug_rng`` draws what ``p_flatten`` and ``p_glide_confuser`` decide (default: ``rng``). A separate generator leaves ``rng``'s draws
     as they were without it, so a recipe with and without it differs by that change alone, not by other draws.
 
     Returns:
@@ -435,13 +470,18 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
             x = _enveloped(rng, x, c.envelope_db)
         return x
 
+    aug = aug_rng if aug_rng is not None else rng
+
     def confuser(bg: np.ndarray) -> np.ndarray:
         k = int(rng.integers(len(bank.confusers)))
-        s = timbre(_shifted(bank.confusers[k], int(rng.integers(-c.max_shift_confuser, c.max_shift_confuser + 1))))
+        s = bank.confusers[k]
+        if c.p_glide_confuser and aug.random() < c.p_glide_confuser:
+            frames = int(aug.integers(c.confuser_glide_frames[0], c.confuser_glide_frames[1] + 1))
+            s = _bent(s, glide_in_curve(s, float(aug.uniform(*c.confuser_glide_bands)), frames))
+        s = timbre(_shifted(s, int(rng.integers(-c.max_shift_confuser, c.max_shift_confuser + 1))))
         fg, span, _ = _place(rng, s, n, None)
         return _add(rng, bg, fg, span, float(rng.uniform(*c.confuser_snr_db)), bank)
 
-    aug = aug_rng if aug_rng is not None else rng
     ridge = _fundamental_bands(bank)
     singles = np.flatnonzero(bank.call_notes == 1)
     multi = np.flatnonzero(bank.call_notes != 1)

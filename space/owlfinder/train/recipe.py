@@ -93,6 +93,9 @@ class RecipeConfig:
             del d["average_from"]
         if not d["mix"]["p_flatten"]:
             del d["mix"]["p_flatten"]
+        if not d["mix"]["p_glide_confuser"]:
+            for k in ("p_glide_confuser", "confuser_glide_bands", "confuser_glide_frames"):
+                del d["mix"][k]
         return d
 
 
@@ -136,13 +139,15 @@ def _build(bank: BandBank, c: RecipeConfig) -> tuple[OwlNetForAudioClassificatio
     return OwlNetForAudioClassification(cfg), fe
 
 
-def _mine(rng: np.random.Generator, model, bank: BandBank, c: RecipeConfig) -> tuple[list[np.ndarray], dict]:
+def _mine(rng: np.random.Generator, model, bank: BandBank, c: RecipeConfig,
+          aug_rng: np.random.Generator | None = None) -> tuple[list[np.ndarray], dict]:
     """The hard negatives: the top ``mine_top`` of every real window and ``mine_candidates`` fresh mixes."""
     n = bank.window_frames
     real = [(10.0 * b[:, i:i + n].astype(np.float32)) for b in bank.backgrounds
             for i in range(0, max(1, b.shape[1] - n + 1), c.mine_hop_frames)]
     quiet = MixConfig(**{**asdict(c.mix), "p_time_mask": 0.0, "p_band_mask": 0.0, "p_confuser_neg": 0.8})
-    synth, _ = mix_batch(rng, bank, 0, c.mine_candidates, quiet) if c.mine_candidates else (np.zeros((0,)), None)
+    synth, _ = (mix_batch(rng, bank, 0, c.mine_candidates, quiet, aug_rng=aug_rng) if c.mine_candidates
+                else (np.zeros((0,)), None))
     cand = real + list(synth)
     s = score_features(model, cand)
     top = np.argsort(s)[::-1][: max(1, int(c.mine_top * len(cand)))]
@@ -238,7 +243,7 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
                 break
             if pending and p >= pending[0]:
                 pending.pop(0)
-                hard, info = _mine(rng, model, bank, c)
+                hard, info = _mine(rng, model, bank, c, aug_rng)
                 rounds.append({"at_step": step, **info})
                 log(f"hard negatives at step {step}: kept {info['kept']} of {info['candidates']} "
                     f"(scores {info['min_score']:.3f}-{info['max_score']:.3f}, {info['real']} real)")
