@@ -240,7 +240,7 @@ def test_flattening_draws_apart_and_changes_only_the_positives(fe):
     bank = BandBank.from_sounds(fe, calls, np.array([[5, c.shape[1] - 6] for c in calls]), ["a"] * 4,
                                 base.confusers, base.backgrounds, confuser_kind=["x"] * 3)
     plain = MixConfig(p_stretch=0.0, p_warp=0.0, max_shift_call=0, p_time_mask=0.0, p_band_mask=0.0, p_tilt=0.0,
-                      p_flatten=0.0)
+                      p_flatten=0.0, p_glide_confuser=0.0)
     a, ya = mix_batch(np.random.default_rng(5), bank, 6, 6, plain)
     b, yb = mix_batch(np.random.default_rng(5), bank, 6, 6, replace(plain, p_flatten=1.0),
                       aug_rng=np.random.default_rng(1))
@@ -281,11 +281,13 @@ def test_confuser_glides_draw_apart_and_change_only_confusers(fe):
     base = _bank(fe, np.random.default_rng(0))
     bank = BandBank.from_sounds(fe, base.calls, base.call_keep, base.call_family, conf, base.backgrounds,
                                 confuser_kind=["x"] * 3)
-    plain = MixConfig(p_time_mask=0.0, p_band_mask=0.0, p_confuser_neg=1.0, p_confuser_pos=0.0, p_flatten=0.0)
+    plain = MixConfig(p_time_mask=0.0, p_band_mask=0.0, p_confuser_neg=1.0, p_confuser_pos=0.0, p_flatten=0.0,
+                      p_glide_confuser=0.0)
     a, ya = mix_batch(np.random.default_rng(5), bank, 4, 6, plain, aug_rng=np.random.default_rng(1))
     b, yb = mix_batch(np.random.default_rng(5), bank, 4, 6, replace(plain, p_glide_confuser=1.0),
                       aug_rng=np.random.default_rng(1))
     assert np.array_equal(ya, yb) and np.array_equal(a[:4], b[:4])  # positives untouched, same draws
     assert (np.abs(a[4:] - b[4:]).max(axis=(1, 2)) > 1.0).all()  # every confuser got its glide
     assert "p_glide_confuser" not in RecipeConfig(mix=plain).to_dict()["mix"]  # older records compare equal
+    assert RecipeConfig().to_dict()["mix"]["p_glide_confuser"] == 0.5  # on by default
     assert MixConfig.from_overrides(["confuser_glide_frames=3,8"]).confuser_glide_frames == (3, 8)
