@@ -171,6 +171,11 @@ def model_card(run: Path, lofo: dict | str | None, choice: dict | None = None) -
     if glide:
         flatten_md += (f" {glide:.0%} of the other sounds it learned to reject were given such a glide, so that a glide "
                        "is found in both classes.")
+    shorten = float(mix.get("p_shorten", 0.0) or 0.0)
+    if shorten:
+        flatten_md += (f" {shorten:.0%} of the training calls had each note cut to a random length of "
+                       f"{int(mix.get('shorten_min_frames', 13)) * 0.02:.2f} s or more, so that short notes, which "
+                       "the description allows (0.3-0.6 s), are not scored lower.")
     return f"""---
 library_name: "transformers"
 pipeline_tag: "audio-classification"

@@ -291,3 +291,42 @@ def test_confuser_glides_draw_apart_and_change_only_confusers(fe):
     assert "p_glide_confuser" not in RecipeConfig(mix=plain).to_dict()["mix"]  # older records compare equal
     assert RecipeConfig().to_dict()["mix"]["p_glide_confuser"] == 0.5  # on by default
     assert MixConfig.from_overrides(["confuser_glide_frames=3,8"]).confuser_glide_frames == (3, 8)
+
+
+def test_notes_are_shortened_to_their_lengths_and_the_echo_left(fe):
+    """shortened cuts each note to its own length (fading it by 30 dB); a note already short enough stays."""
+    pad = np.zeros(1600, np.float32)
+    gap = np.zeros(4000, np.float32)
+    x = sound_power(fe, np.concatenate([pad, _glided_note(420.0, 0.8, 0.1, 0.1), gap,
+                                        _glided_note(430.0, 0.3, 0.1, 0.1), pad]))
+    notes = bandmix._note_onsets(x, min_note_frames=4, onset_frames=12)
+    assert len(notes) == 2
+    (first0, _, stop0), (first1, _, stop1) = notes
+    y = bandmix.shortened(x, [15, 40])
+    after = bandmix._note_onsets(y, min_note_frames=4, onset_frames=12)
+    assert len(after) == 2
+    assert after[0][2] - after[0][0] <= 17 < stop0 - first0  # cut to ~15 frames (0.3 s), from ~40
+    assert np.array_equal(y[:, first1:], x[:, first1:])  # the second note is no longer than 40: left alone
+    assert np.array_equal(y[:, :first0 + 15], x[:, :first0 + 15])  # the note's start is untouched
+    assert (x[:, first0 + 20:stop0] - y[:, first0 + 20:stop0]).max() == pytest.approx(3.0, abs=0.01)  # 30 dB down (float16)
+    assert np.array_equal(y[:, stop0:first1], x[:, stop0:first1])  # what followed the note stays
+    assert np.array_equal(bandmix.shortened(x, []), x)
+
+
+def test_shortening_draws_apart_and_changes_only_the_positives(fe):
+    """p_shorten draws from aug_rng: the negatives, and every other draw, stay as without it."""
+    pad = np.zeros(1600, np.float32)
+    calls = [sound_power(fe, np.concatenate([pad, _glided_note(400.0 + 10 * i, 0.8, 0.1, 0.1), np.zeros(800, np.float32),
+                                             _glided_note(410.0 + 10 * i, 0.8, 0.1, 0.1), pad])) for i in range(4)]
+    base = _bank(fe, np.random.default_rng(0))
+    bank = BandBank.from_sounds(fe, calls, np.array([[5, c.shape[1] - 6] for c in calls]), ["a"] * 4,
+                                base.confusers, base.backgrounds, confuser_kind=["x"] * 3)
+    plain = MixConfig(p_stretch=0.0, p_warp=0.0, max_shift_call=0, p_time_mask=0.0, p_band_mask=0.0, p_tilt=0.0,
+                      p_flatten=0.0, p_glide_confuser=0.0)
+    a, ya = mix_batch(np.random.default_rng(5), bank, 6, 6, plain)
+    b, yb = mix_batch(np.random.default_rng(5), bank, 6, 6, replace(plain, p_shorten=1.0, shorten_min_frames=13),
+                      aug_rng=np.random.default_rng(1))
+    assert np.array_equal(ya, yb) and np.array_equal(a[6:], b[6:])  # negatives untouched, same draws
+    assert (np.abs(a[:6] - b[:6]).max(axis=(1, 2)) > 1.0).all()  # every positive lost some of its notes' ends
+    assert "p_shorten" not in RecipeConfig(mix=plain).to_dict()["mix"]  # records made before it compare equal
+    assert RecipeConfig(mix=replace(plain, p_shorten=0.4)).to_dict()["mix"]["shorten_min_frames"] == 13

@@ -398,7 +398,13 @@ def test_starter_card_shows_the_seed_choice_and_a_lofo_md_table(tmp_path, monkey
     assert "other sounds" not in card  # no confuser glides in this recipe
     (tmp_path / "training.json").write_text(json.dumps({"training": {
         "n_params": 1234, "recipe": {"mix": {"p_flatten": 0.4, "p_glide_confuser": 0.5}}}}))
-    assert "50% of the other sounds it learned to reject were given such a glide" in mod.model_card(tmp_path, table)
+    card = mod.model_card(tmp_path, table)
+    assert "50% of the other sounds it learned to reject were given such a glide" in card
+    assert "cut to a random length" not in card  # no note shortening in this recipe
+    (tmp_path / "training.json").write_text(json.dumps({"training": {
+        "n_params": 1234, "recipe": {"mix": {"p_flatten": 0.4, "p_shorten": 0.4, "shorten_min_frames": 13}}}}))
+    assert "40% of the training calls had each note cut to a random length of 0.26 s or more" in mod.model_card(
+        tmp_path, table)
 
 
 def test_average_from_takes_a_fraction_of_the_run_or_none():

@@ -5,7 +5,8 @@
   upper bound, thresholds for a target FP rate, pluggable detectors.
 - :mod:`~owlfinder.evaluation.birdnet`: BirdNET's *Ninox strenua* scores as a comparable detector.
 - :mod:`~owlfinder.evaluation.generalisation`: the site split of ``../shared/data``, calls inserted into real
-  recordings, one fold's event recall and false positives per hour, the per-fold table.
+  recordings, one fold's event recall and false positives per hour, the per-fold table, and the calibrated
+  threshold's false positives at a calibration site held out (``scripts/evaluate_threshold_sites.py``).
 - :mod:`~owlfinder.evaluation.lofo`: the leave-one-family-out pipeline (cached material, training, calibration,
   seed choice) behind ``scripts/evaluate_generalisation.py`` and the starter build.
 - :mod:`~owlfinder.evaluation.description_check`: how many calls the published-description check lets through and

@@ -30,7 +30,7 @@ from owlfinder.detect.events import shift_threshold
 from owlfinder.evaluation.report import fp_rate_upper_bound, match_events, threshold_for_fp_rate
 
 __all__ = ["SNR_BANDS", "calibrate_threshold_fph", "evaluate_fold", "fold_table", "read_manifest", "site_group",
-           "site_split"]
+           "site_held_out_false_positives", "site_split"]
 
 #: Held out entirely: the SE Queensland soundscape sites, BirdVox, the quoll recordings, the Sulawesi and
 #: Borneo dawn/night soundscapes (low hooting birds), and the QUT / A2O recordings that fired before.
@@ -112,6 +112,38 @@ def calibrate_threshold_fph(negative_dets: Sequence, target_fp_per_hour: float =
     t = threshold_for_fp_rate(list(negative_dets), [[] for _ in negative_dets], target_fp_per_hour)
     t = min(max(t, 1e-6), 1 - 1e-7)
     return float(shift_threshold(t, margin_logit))
+
+
+def site_held_out_false_positives(negative_dets: Sequence, sites: Sequence[str], margins: Sequence[float],
+                                  target_fp_per_hour: float = 0.5) -> list[dict]:
+    """How the calibrated threshold fares at a site it never saw: each site of the calibration recordings is held
+    out in turn, the threshold is calibrated on the others (:func:`calibrate_threshold_fph`, each margin in
+    logits), and the held-out site's events at it are false positives.
+
+    Returns:
+        Per margin: ``margin_logit``, ``false_positives`` and ``hours`` pooled over the held-out sites,
+        ``fp_per_hour`` with its exact Poisson ``fp_per_hour_upper95``, and ``by_site`` (sites that fired: count).
+    """
+    if len(negative_dets) != len(sites):
+        raise ValueError(f"{len(negative_dets)} recordings but {len(sites)} sites")
+    names = sorted(set(sites))
+    out = []
+    for margin in margins:
+        fp, hours, by_site = 0, 0.0, {}
+        for site in names:
+            rest = [d for d, s in zip(negative_dets, sites, strict=True) if s != site]
+            held = [d for d, s in zip(negative_dets, sites, strict=True) if s == site]
+            if not rest:
+                continue
+            thr = calibrate_threshold_fph(rest, target_fp_per_hour, margin)
+            n = sum(len(d.rethreshold(thr).events) for d in held)
+            fp, hours = fp + n, hours + sum(d.duration_s for d in held) / 3600.0
+            if n:
+                by_site[site] = n
+        out.append({"margin_logit": float(margin), "false_positives": fp, "hours": round(hours, 4),
+                    "fp_per_hour": fp / hours if hours else float("nan"),
+                    "fp_per_hour_upper95": fp_rate_upper_bound(fp, hours) if hours else None, "by_site": by_site})
+    return out
 
 
 def evaluate_fold(threshold: float, clean_dets: Sequence, clean_sites: Sequence[str], call_dets: Sequence,

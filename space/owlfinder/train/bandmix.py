@@ -172,6 +172,11 @@ class MixConfig:
             frames (uniform, inclusive; 20 ms each). The other half of taking the glide away as a cue: a glide then
             occurs in both classes. Drawn from ``aug_rng``. 0.5 since 2026-12-07 (docs/generalisation.md: held-out
             recall on the calibration sites +3.6 points over five folds, the training families' +4.8).
+        p_shorten, shorten_min_frames: share of calls whose notes are each cut to a random length (uniform, in
+            frames, from ``shorten_min_frames``, 13 frames = 0.26 s, to the note's own) by :func:`shortened`,
+            before any other change but ``p_flatten``. Held-out families' short notes (0.25-0.37 s, inside the
+            description's 0.3-0.6 s) scored lowest of all (``scripts/explain_scores.py``: the note lengths were
+            the strongest cue left after the glide). Drawn from ``aug_rng``.
         single_share: share of positives that are single hoots (``None``: as often as in the bank, about one
             in eight). A lone tonal hoot is weak evidence (many birds give one; the double hoot is the Powerful
             Owl's signature), so fewer of them teach the model to rank lone hoots below double hoots.
@@ -199,6 +204,8 @@ class MixConfig:
     envelope_db: float = 5.0
     p_flatten: float = 0.4
     p_glide_confuser: float = 0.5
+    p_shorten: float = 0.0
+    shorten_min_frames: int = 13
     confuser_glide_bands: tuple[float, float] = (1.0, 5.0)
     confuser_glide_frames: tuple[int, int] = (2, 10)
     single_share: float | None = None
@@ -386,6 +393,24 @@ def glide_in_curve(x: np.ndarray, depth_bands: float, glide_frames: int, *, min_
     return curve
 
 
+def shortened(x: np.ndarray, lengths: Sequence[int], *, release_frames: int = 4, depth_db: float = 30.0,
+              min_note_frames: int = 4, onset_frames: int = 12) -> np.ndarray:
+    """A lone call ``x`` (log10 power ``[bands, frames]``) with its ``i``-th note (as :func:`onset_glide_curve`
+    finds notes, from the start of its attack) cut to ``lengths[i]`` frames: from there the note fades by
+    ``depth_db`` dB over ``release_frames`` frames and stays that much softer to its end, as a shorter note's
+    release would. What follows a note's end (its echo) stays; notes beyond ``len(lengths)``, and notes already no
+    longer than their length, are left alone."""
+    out = x.copy()
+    notes = _note_onsets(x, min_note_frames=min_note_frames, onset_frames=onset_frames)
+    for (first, _, stop), length in zip(notes, lengths, strict=False):
+        cut = first + max(1, int(length))
+        if cut >= stop:
+            continue
+        fade = depth_db / 10.0 * np.minimum(1.0, np.arange(1, stop - cut + 1) / max(1, release_frames))
+        out[:, cut:stop] = np.maximum(out[:, cut:stop] - fade[None, :].astype(out.dtype), LOG_FLOOR)
+    return out
+
+
 def _fundamental_bands(bank: BandBank, hz: tuple[float, float] = (230.0, 700.0)) -> tuple[int, int]:
     """The bank's bands ``[lo, hi)`` that hold a call's fundamental (its onset glide included)."""
     f_min, bpo = float(bank.extractor.get("f_min", 150.0)), int(bank.extractor.get("bins_per_octave", 16))
@@ -448,7 +473,7 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
               aug_rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A batch: ``n_pos`` positives, then ``n_neg`` negatives (``n_hard`` of them from ``hard``, dB arrays).
 
-    ``aug_rng`` draws what ``p_flatten`` and ``p_glide_confuser`` decide (default: ``rng``). A separate generator leaves ``rng``'s draws
+    ``aug_rng`` draws what ``p_flatten``, ``p_glide_confuser`` and ``p_shorten`` decide (default: ``rng``). A separate generator leaves ``rng``'s draws
     as they were without it, so a recipe with and without it differs by that change alone, not by other draws.
 
     Returns:
@@ -497,6 +522,9 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
         s, keep = bank.calls[k], tuple(bank.call_keep[k])
         if c.p_flatten and aug.random() < c.p_flatten:
             s = _bent(s, onset_glide_curve(s, ridge))
+        if c.p_shorten and aug.random() < c.p_shorten:
+            notes = _note_onsets(s, min_note_frames=4, onset_frames=12)
+            s = shortened(s, [int(aug.integers(min(c.shorten_min_frames, b - a), b - a + 1)) for a, _, b in notes])
         if rng.random() < c.p_stretch:
             s, keep = _stretched(s, keep, float(np.exp(rng.uniform(*np.log(c.stretch)))))
         s = timbre(_shifted(s, int(rng.integers(-c.max_shift_call, c.max_shift_call + 1))))

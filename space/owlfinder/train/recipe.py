@@ -96,6 +96,9 @@ class RecipeConfig:
         if not d["mix"]["p_glide_confuser"]:
             for k in ("p_glide_confuser", "confuser_glide_bands", "confuser_glide_frames"):
                 del d["mix"][k]
+        if not d["mix"]["p_shorten"]:
+            for k in ("p_shorten", "shorten_min_frames"):
+                del d["mix"][k]
         return d
 
 

@@ -1,0 +1,94 @@
+"""The calibrated threshold at a site it never saw: leave one calibration site out
+(``generalisation.site_held_out_false_positives``, ``scripts/evaluate_threshold_sites.py``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from owlfinder.detect.engine import Detection
+from owlfinder.evaluation import generalisation as G
+from owlfinder.synth.calls import pink_noise
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 16000
+
+
+def _det(scores: list[float], file: str = "x") -> Detection:
+    s = np.array(scores, dtype=np.float32)
+    starts = np.arange(len(s)) * 2.5
+    det = Detection(file=file, duration_s=float(starts[-1] + 5.0), sample_rate=SR, model="m", threshold=0.5,
+                    window_s=5.0, hop_s=2.5, gap_s=0.7, min_duration_s=0.0, recorded_at=None, starts_s=starts,
+                    ends_s=starts + 5.0, scores=s, events=[])
+    return det.rethreshold(0.5)
+
+
+def test_a_site_whose_sound_no_other_site_has_fires_when_held_out():
+    """One owl-like sound at one site sets the threshold; held out, nothing else sets it that high."""
+    dets = [_det([0.1, 0.99, 0.1, 0.1]), _det([0.1, 0.6, 0.1]), _det([0.1, 0.3, 0.2]), _det([0.1, 0.2])]
+    sites = ["A", "B", "C", "C"]
+    small, big = G.site_held_out_false_positives(dets, sites, [0.5, 5.0])
+    assert small["margin_logit"] == 0.5 and small["false_positives"] == 1 and small["by_site"] == {"A": 1}
+    hours = sum(d.duration_s for d in dets) / 3600
+    assert small["hours"] == pytest.approx(hours, abs=1e-4)  # every site held out once
+    assert small["fp_per_hour"] == pytest.approx(1 / hours) and small["fp_per_hour_upper95"] > 1 / hours
+    # 5 logits above 0.6 is 0.9955: over A's 0.99, so holding A out no longer fires
+    assert big["false_positives"] == 0 and big["by_site"] == {}
+    with pytest.raises(ValueError, match="3 recordings but 2 sites"):
+        G.site_held_out_false_positives(dets[:3], sites[:2], [0.5])
+
+
+def _calibration_folder(root: Path, n_sites: int) -> Path:
+    rng = np.random.default_rng(2)
+    rows = ["path\tsource_repo\tsource_path\tcontent\tduration_s\tsample_rate\tlicense"]
+    for rel in ("kitzeslab__r-ribbit/audio_files/b.wav", "kahst__BirdNET-Analyzer/example/c.wav")[:n_sites]:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(p, pink_noise(rng, 12 * SR) * 0.02, SR)
+        rows.append(f"{rel}\tx\t{rel}\tNEG: noise\t12\t{SR}\tMIT")
+    (root / "MANIFEST.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_threshold_sites_script_pools_held_out_sites_and_names_the_setter(tmp_path, capsys, monkeypatch):
+    from test_generalisation import TOY_NET
+
+    from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
+
+    shared = _calibration_folder(tmp_path / "shared", 2)
+    model = tmp_path / "model"
+    fe = OwlNetFeatureExtractor()
+    net = OwlNetForAudioClassification(OwlNetConfig(n_bins=fe.feature_size, id2label={0: "owl", 1: "not_owl"},
+                                                    label2id={"owl": 0, "not_owl": 1}, **TOY_NET))
+    net.config.owl_window_s = 5.0
+    net.save_pretrained(model)
+    fe.save_pretrained(model)
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import evaluate_threshold_sites as script
+
+    out = tmp_path / "out"
+    rc = script.main(["--models", str(model), "--margins", "0", "1", "--shared", str(shared), "--out", str(out)])
+    assert rc == 0
+    result = json.loads((out / "threshold-sites.json").read_text())
+    assert [r["margin_logit"] for r in result["pooled"]] == [0.0, 1.0]
+    assert all(r["hours"] == pytest.approx(24 / 3600, abs=1e-4) for r in result["pooled"])  # both sites, once
+    fps = [r["false_positives"] for r in result["pooled"]]
+    assert fps[1] <= fps[0]  # more headroom never fires more
+    top = result["highest_events"][0]
+    assert top["recording"] in (None, "kitzeslab__r-ribbit/audio_files/b.wav", "kahst__BirdNET-Analyzer/example/c.wav")
+    assert "| margin (logit) | false events |" in capsys.readouterr().out
+    assert (out / "threshold-sites.md").read_text().startswith("Leave one calibration site out")
+
+    rc = script.main(["--models", str(tmp_path / "missing"), "--shared", str(shared), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "missing" in err and len(err.strip().splitlines()) == 1
+    one = _calibration_folder(tmp_path / "one", 1)
+    rc = script.main(["--models", str(model), "--shared", str(one), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "1 site(s)" in err and len(err.strip().splitlines()) == 1
+    sys.modules.pop("evaluate_threshold_sites", None)
