@@ -231,16 +231,25 @@ def test_onset_glide_is_taken_out_and_a_flat_note_left_alone(fe):
     assert np.all(bandmix.onset_glide_curve(silence, ridge) == 0)
 
 
-def test_flattening_draws_apart_and_changes_only_the_positives(fe):
-    """p_flatten draws from aug_rng: the negatives, and every other draw, stay as without it."""
+def _two_note_bank(fe, seconds: float, depth: float, glide_s: float) -> tuple[BandBank, MixConfig]:
+    """A bank of four two-note calls (each note ``seconds`` long, gliding ``depth`` up over ``glide_s``), and a
+    MixConfig with every other change to a call off."""
     pad = np.zeros(1600, np.float32)
-    calls = [sound_power(fe, np.concatenate([pad, _glided_note(400.0 + 10 * i, 0.5, 0.2, 0.15), np.zeros(800, np.float32),
-                                             _glided_note(410.0 + 10 * i, 0.5, 0.2, 0.15), pad])) for i in range(4)]
+    calls = [sound_power(fe, np.concatenate([pad, _glided_note(400.0 + 10 * i, seconds, depth, glide_s),
+                                             np.zeros(800, np.float32),
+                                             _glided_note(410.0 + 10 * i, seconds, depth, glide_s), pad]))
+             for i in range(4)]
     base = _bank(fe, np.random.default_rng(0))
     bank = BandBank.from_sounds(fe, calls, np.array([[5, c.shape[1] - 6] for c in calls]), ["a"] * 4,
                                 base.confusers, base.backgrounds, confuser_kind=["x"] * 3)
     plain = MixConfig(p_stretch=0.0, p_warp=0.0, max_shift_call=0, p_time_mask=0.0, p_band_mask=0.0, p_tilt=0.0,
                       p_flatten=0.0, p_glide_confuser=0.0)
+    return bank, plain
+
+
+def test_flattening_draws_apart_and_changes_only_the_positives(fe):
+    """p_flatten draws from aug_rng: the negatives, and every other draw, stay as without it."""
+    bank, plain = _two_note_bank(fe, 0.5, 0.2, 0.15)
     a, ya = mix_batch(np.random.default_rng(5), bank, 6, 6, plain)
     b, yb = mix_batch(np.random.default_rng(5), bank, 6, 6, replace(plain, p_flatten=1.0),
                       aug_rng=np.random.default_rng(1))
@@ -315,14 +324,7 @@ def test_notes_are_shortened_to_their_lengths_and_the_echo_left(fe):
 
 def test_shortening_draws_apart_and_changes_only_the_positives(fe):
     """p_shorten draws from aug_rng: the negatives, and every other draw, stay as without it."""
-    pad = np.zeros(1600, np.float32)
-    calls = [sound_power(fe, np.concatenate([pad, _glided_note(400.0 + 10 * i, 0.8, 0.1, 0.1), np.zeros(800, np.float32),
-                                             _glided_note(410.0 + 10 * i, 0.8, 0.1, 0.1), pad])) for i in range(4)]
-    base = _bank(fe, np.random.default_rng(0))
-    bank = BandBank.from_sounds(fe, calls, np.array([[5, c.shape[1] - 6] for c in calls]), ["a"] * 4,
-                                base.confusers, base.backgrounds, confuser_kind=["x"] * 3)
-    plain = MixConfig(p_stretch=0.0, p_warp=0.0, max_shift_call=0, p_time_mask=0.0, p_band_mask=0.0, p_tilt=0.0,
-                      p_flatten=0.0, p_glide_confuser=0.0)
+    bank, plain = _two_note_bank(fe, 0.8, 0.1, 0.1)
     a, ya = mix_batch(np.random.default_rng(5), bank, 6, 6, plain)
     b, yb = mix_batch(np.random.default_rng(5), bank, 6, 6, replace(plain, p_shorten=1.0, shorten_min_frames=13),
                       aug_rng=np.random.default_rng(1))

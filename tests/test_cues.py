@@ -73,18 +73,10 @@ def test_family_clips_are_scored_in_batches_with_their_parameters():
 
 
 def test_explain_scores_script_ranks_cues_of_a_saved_model(tmp_path, capsys, monkeypatch):
-    from test_generalisation import TOY_NET, _toy_shared
-
-    from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
+    from test_generalisation import _toy_shared, save_toy_owlnet
 
     shared = _toy_shared(tmp_path / "shared")
-    model = tmp_path / "model"
-    fe = OwlNetFeatureExtractor()
-    net = OwlNetForAudioClassification(OwlNetConfig(n_bins=fe.feature_size, id2label={0: "owl", 1: "not_owl"},
-                                                    label2id={"owl": 0, "not_owl": 1}, **TOY_NET))
-    net.config.owl_window_s = 5.0
-    net.save_pretrained(model)
-    fe.save_pretrained(model)
+    model = save_toy_owlnet(tmp_path / "model")
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
     import explain_scores
 

@@ -24,6 +24,19 @@ SR = 16000
 TOY_NET = {"channels": [8, 16, 16], "hidden_size": 32, "temporal_dilations": [2]}
 
 
+def save_toy_owlnet(folder: Path) -> Path:
+    """An untrained :data:`TOY_NET` OwlNet with its feature extractor saved to ``folder``, as a Hub checkpoint is."""
+    from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
+
+    fe = OwlNetFeatureExtractor()
+    net = OwlNetForAudioClassification(OwlNetConfig(n_bins=fe.feature_size, id2label={0: "owl", 1: "not_owl"},
+                                                    label2id={"owl": 0, "not_owl": 1}, **TOY_NET))
+    net.config.owl_window_s = 5.0
+    net.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    return folder
+
+
 def _beds(rng: np.random.Generator, k: int, n: int) -> list[np.ndarray]:
     """Synthetic backgrounds: pink noise, low rumble and insect-like hiss at random levels."""
     out = []

@@ -56,18 +56,10 @@ def _calibration_folder(root: Path, n_sites: int) -> Path:
 
 
 def test_threshold_sites_script_pools_held_out_sites_and_names_the_setter(tmp_path, capsys, monkeypatch):
-    from test_generalisation import TOY_NET
-
-    from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
+    from test_generalisation import save_toy_owlnet
 
     shared = _calibration_folder(tmp_path / "shared", 2)
-    model = tmp_path / "model"
-    fe = OwlNetFeatureExtractor()
-    net = OwlNetForAudioClassification(OwlNetConfig(n_bins=fe.feature_size, id2label={0: "owl", 1: "not_owl"},
-                                                    label2id={"owl": 0, "not_owl": 1}, **TOY_NET))
-    net.config.owl_window_s = 5.0
-    net.save_pretrained(model)
-    fe.save_pretrained(model)
+    model = save_toy_owlnet(tmp_path / "model")
     monkeypatch.syspath_prepend(str(REPO / "scripts"))
     import evaluate_threshold_sites as script
 
