@@ -173,8 +173,11 @@ def model_card(run: Path, lofo: dict | str | None, choice: dict | None = None) -
                        "is found in both classes.")
     shorten = float(mix.get("p_shorten", 0.0) or 0.0)
     if shorten:
+        pre = run / "preprocessor_config.json"  # the frame hop, as the bank's notes were counted in it
+        fe = json.loads(pre.read_text()) if pre.is_file() else {}
+        frame_s = int(fe.get("hop_length", 320)) / int(fe.get("sampling_rate", 16000))
         flatten_md += (f" {shorten:.0%} of the training calls had each note cut to a random length of "
-                       f"{int(mix.get('shorten_min_frames', 13)) * 0.02:.2f} s or more, so that short notes, which "
+                       f"{int(mix.get('shorten_min_frames', 13)) * frame_s:.2f} s or more, so that short notes, which "
                        "the description allows (0.3-0.6 s), are not scored lower.")
     return f"""---
 library_name: "transformers"

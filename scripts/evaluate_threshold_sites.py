@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,13 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     for k, margin in enumerate(args.margins):
         rows = [m[k] for m in per_model]
         fp, hours = sum(r["false_positives"] for r in rows), sum(r["hours"] for r in rows)
-        by_site: dict[str, int] = {}
-        for r in rows:
-            for s, n in r["by_site"].items():
-                by_site[s] = by_site.get(s, 0) + n
+        by_site = sum((Counter(r["by_site"]) for r in rows), Counter())
         pooled.append({"margin_logit": margin, "false_positives": fp, "hours": round(hours, 4),
                        "fp_per_hour": fp / hours, "fp_per_hour_upper95": fp_rate_upper_bound(fp, hours),
-                       "by_site": by_site})
+                       "by_site": dict(by_site)})
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "threshold-sites.json", json.dumps(
         {"models": args.models, "target_fp_per_hour": args.target, "pooled": pooled, "per_model": per_model,

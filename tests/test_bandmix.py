@@ -303,7 +303,7 @@ def test_confuser_glides_draw_apart_and_change_only_confusers(fe):
 
 
 def test_notes_are_shortened_to_their_lengths_and_the_echo_left(fe):
-    """shortened cuts each note to its own length (fading it by 30 dB); a note already short enough stays."""
+    """shortened cuts each note to the length asked for it (fading it by 30 dB); a note already short enough stays."""
     pad = np.zeros(1600, np.float32)
     gap = np.zeros(4000, np.float32)
     x = sound_power(fe, np.concatenate([pad, _glided_note(420.0, 0.8, 0.1, 0.1), gap,
@@ -311,7 +311,9 @@ def test_notes_are_shortened_to_their_lengths_and_the_echo_left(fe):
     notes = bandmix._note_onsets(x, min_note_frames=4, onset_frames=12)
     assert len(notes) == 2
     (first0, _, stop0), (first1, _, stop1) = notes
-    y = bandmix.shortened(x, [15, 40])
+    asked = []
+    y = bandmix.shortened(x, lambda n: asked.append(n) or (15 if len(asked) == 1 else 40))
+    assert asked == [stop0 - first0, stop1 - first1]  # each note's own length, in time order
     after = bandmix._note_onsets(y, min_note_frames=4, onset_frames=12)
     assert len(after) == 2
     assert after[0][2] - after[0][0] <= 17 < stop0 - first0  # cut to ~15 frames (0.3 s), from ~40
@@ -319,7 +321,7 @@ def test_notes_are_shortened_to_their_lengths_and_the_echo_left(fe):
     assert np.array_equal(y[:, :first0 + 15], x[:, :first0 + 15])  # the note's start is untouched
     assert (x[:, first0 + 20:stop0] - y[:, first0 + 20:stop0]).max() == pytest.approx(3.0, abs=0.01)  # 30 dB down (float16)
     assert np.array_equal(y[:, stop0:first1], x[:, stop0:first1])  # what followed the note stays
-    assert np.array_equal(bandmix.shortened(x, []), x)
+    assert np.array_equal(bandmix.shortened(x, lambda n: n), x)  # no note shorter: nothing changes
 
 
 def test_shortening_draws_apart_and_changes_only_the_positives(fe):

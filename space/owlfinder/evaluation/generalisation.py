@@ -109,9 +109,13 @@ def calibrate_threshold_fph(negative_dets: Sequence, target_fp_per_hour: float =
                             ) -> float:
     """The calibrated threshold: the lowest one keeping the calibration recordings at or below
     ``target_fp_per_hour``, raised by ``margin_logit`` in logit units (headroom for unseen sites)."""
+    return float(shift_threshold(_lowest_threshold(negative_dets, target_fp_per_hour), margin_logit))
+
+
+def _lowest_threshold(negative_dets: Sequence, target_fp_per_hour: float) -> float:
+    """The lowest threshold keeping ``negative_dets`` at or below ``target_fp_per_hour``, inside (0, 1)."""
     t = threshold_for_fp_rate(list(negative_dets), [[] for _ in negative_dets], target_fp_per_hour)
-    t = min(max(t, 1e-6), 1 - 1e-7)
-    return float(shift_threshold(t, margin_logit))
+    return min(max(t, 1e-6), 1 - 1e-7)
 
 
 def site_held_out_false_positives(negative_dets: Sequence, sites: Sequence[str], margins: Sequence[float],
@@ -126,24 +130,25 @@ def site_held_out_false_positives(negative_dets: Sequence, sites: Sequence[str],
     """
     if len(negative_dets) != len(sites):
         raise ValueError(f"{len(negative_dets)} recordings but {len(sites)} sites")
-    names = sorted(set(sites))
-    out = []
-    for margin in margins:
-        fp, hours, by_site = 0, 0.0, {}
-        for site in names:
-            rest = [d for d, s in zip(negative_dets, sites, strict=True) if s != site]
-            held = [d for d, s in zip(negative_dets, sites, strict=True) if s == site]
-            if not rest:
-                continue
-            thr = calibrate_threshold_fph(rest, target_fp_per_hour, margin)
+    fp, hours = [0] * len(margins), 0.0
+    by_site: list[dict[str, int]] = [{} for _ in margins]
+    for site in sorted(set(sites)):
+        rest = [d for d, s in zip(negative_dets, sites, strict=True) if s != site]
+        held = [d for d, s in zip(negative_dets, sites, strict=True) if s == site]
+        if not rest:
+            continue
+        base = _lowest_threshold(rest, target_fp_per_hour)  # the margins only shift it
+        hours += sum(d.duration_s for d in held) / 3600.0
+        for k, margin in enumerate(margins):
+            thr = float(shift_threshold(base, margin))
             n = sum(len(d.rethreshold(thr).events) for d in held)
-            fp, hours = fp + n, hours + sum(d.duration_s for d in held) / 3600.0
+            fp[k] += n
             if n:
-                by_site[site] = n
-        out.append({"margin_logit": float(margin), "false_positives": fp, "hours": round(hours, 4),
-                    "fp_per_hour": fp / hours if hours else float("nan"),
-                    "fp_per_hour_upper95": fp_rate_upper_bound(fp, hours) if hours else None, "by_site": by_site})
-    return out
+                by_site[k][site] = n
+    return [{"margin_logit": float(margin), "false_positives": fp[k], "hours": round(hours, 4),
+             "fp_per_hour": fp[k] / hours if hours else float("nan"),
+             "fp_per_hour_upper95": fp_rate_upper_bound(fp[k], hours) if hours else None, "by_site": by_site[k]}
+            for k, margin in enumerate(margins)]
 
 
 def evaluate_fold(threshold: float, clean_dets: Sequence, clean_sites: Sequence[str], call_dets: Sequence,

@@ -393,17 +393,16 @@ def glide_in_curve(x: np.ndarray, depth_bands: float, glide_frames: int, *, min_
     return curve
 
 
-def shortened(x: np.ndarray, lengths: Sequence[int], *, release_frames: int = 4, depth_db: float = 30.0,
+def shortened(x: np.ndarray, length: Callable[[int], int], *, release_frames: int = 4, depth_db: float = 30.0,
               min_note_frames: int = 4, onset_frames: int = 12) -> np.ndarray:
-    """A lone call ``x`` (log10 power ``[bands, frames]``) with its ``i``-th note (as :func:`onset_glide_curve`
-    finds notes, from the start of its attack) cut to ``lengths[i]`` frames: from there the note fades by
-    ``depth_db`` dB over ``release_frames`` frames and stays that much softer to its end, as a shorter note's
-    release would. What follows a note's end (its echo) stays; notes beyond ``len(lengths)``, and notes already no
-    longer than their length, are left alone."""
+    """A lone call ``x`` (log10 power ``[bands, frames]``) with each note (as :func:`onset_glide_curve` finds
+    notes, from the start of its attack) cut to ``length(n)`` frames, ``n`` being the note's own length, asked note
+    by note in time order: from there the note fades by ``depth_db`` dB over ``release_frames`` frames and stays
+    that much softer to its end, as a shorter note's release would. What follows a note's end (its echo) stays;
+    notes no longer than their new length are left alone."""
     out = x.copy()
-    notes = _note_onsets(x, min_note_frames=min_note_frames, onset_frames=onset_frames)
-    for (first, _, stop), length in zip(notes, lengths, strict=False):
-        cut = first + max(1, int(length))
+    for first, _, stop in _note_onsets(x, min_note_frames=min_note_frames, onset_frames=onset_frames):
+        cut = first + max(1, int(length(stop - first)))
         if cut >= stop:
             continue
         fade = depth_db / 10.0 * np.minimum(1.0, np.arange(1, stop - cut + 1) / max(1, release_frames))
@@ -523,8 +522,7 @@ def mix_batch(rng: np.random.Generator, bank: BandBank, n_pos: int, n_neg: int, 
         if c.p_flatten and aug.random() < c.p_flatten:
             s = _bent(s, onset_glide_curve(s, ridge))
         if c.p_shorten and aug.random() < c.p_shorten:
-            notes = _note_onsets(s, min_note_frames=4, onset_frames=12)
-            s = shortened(s, [int(aug.integers(min(c.shorten_min_frames, b - a), b - a + 1)) for a, _, b in notes])
+            s = shortened(s, lambda n: int(aug.integers(min(c.shorten_min_frames, n), n + 1)))
         if rng.random() < c.p_stretch:
             s, keep = _stretched(s, keep, float(np.exp(rng.uniform(*np.log(c.stretch)))))
         s = timbre(_shifted(s, int(rng.integers(-c.max_shift_call, c.max_shift_call + 1))))
