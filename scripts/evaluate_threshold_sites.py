@@ -44,8 +44,8 @@ def _table(pooled: list[dict], setters: list[dict], n_models: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     from evaluate_generalisation import default_shared, shared_missing
 
-    from owlfinder.detect.model import ModelError
     from owlfinder.durable import atomic_write_text
+    from owlfinder.errors import OwlFinderError
     from owlfinder.evaluation.generalisation import read_manifest, site_held_out_false_positives
     from owlfinder.evaluation.lofo import detect_all
     from owlfinder.evaluation.report import fp_rate_upper_bound
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, model in enumerate(args.models, 1):
         try:
             dets = detect_all(model, paths)
-        except (ModelError, OSError) as e:
+        except (OwlFinderError, OSError) as e:  # a bad model folder, an unreadable recording
             print(f"error: {model}: {e}", file=sys.stderr)
             return 2
         per_model.append(site_held_out_false_positives(dets, sites, args.margins, args.target))

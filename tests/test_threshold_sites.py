@@ -79,6 +79,12 @@ def test_threshold_sites_script_pools_held_out_sites_and_names_the_setter(tmp_pa
     rc = script.main(["--models", str(tmp_path / "missing"), "--shared", str(shared), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error:") and "missing" in err and len(err.strip().splitlines()) == 1
+    bad = shared / "kahst__BirdNET-Analyzer/example/c.wav"
+    bad.write_bytes(b"not audio")
+    rc = script.main(["--models", str(model), "--shared", str(shared), "--out", str(tmp_path / "out2")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "c.wav" in err and len(err.strip().splitlines()) == 1
+    assert (out / "threshold-sites.json").is_file()  # the earlier run's results are still there
     one = _calibration_folder(tmp_path / "one", 1)
     rc = script.main(["--models", str(model), "--shared", str(one), "--out", str(out)])
     err = capsys.readouterr().err
