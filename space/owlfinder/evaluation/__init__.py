@@ -8,7 +8,7 @@
   recordings, one fold's event recall and false positives per hour, the per-fold table, and the calibrated
   threshold's false positives at a calibration site held out (``scripts/evaluate_threshold_sites.py``).
 - :mod:`~owlfinder.evaluation.lofo`: the leave-one-family-out pipeline (cached material, training, calibration,
-  seed choice) behind ``scripts/evaluate_generalisation.py`` and the starter build.
+  seed choice, BirdNET through the same folds) behind ``scripts/evaluate_generalisation.py`` and the starter build.
 - :mod:`~owlfinder.evaluation.description_check`: how many calls the published-description check lets through and
   how many confusers it rejects (``scripts/evaluate_description_check.py``).
 - :mod:`~owlfinder.evaluation.cues`: which of a call generator's parameters a model's score follows, the cues it

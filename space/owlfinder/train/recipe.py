@@ -29,7 +29,7 @@ from owlfinder.data.schema import LABELS
 from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
 from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch
 
-__all__ = ["RecipeConfig", "average_from_arg", "score_features", "train_recipe"]
+__all__ = ["RecipeConfig", "average_from_arg", "average_models", "score_features", "train_recipe"]
 
 _OWL = LABELS.index("owl")
 
@@ -290,3 +290,28 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
             "n_calls": len(bank.calls), "n_confusers": len(bank.confusers), "n_backgrounds": len(bank.backgrounds),
             "n_params": int(sum(p.numel() for p in model.parameters())), "recipe": c.to_dict()}
     return model, fe, info
+
+
+def average_models(models: list[OwlNetForAudioClassification], bank: BandBank, config: RecipeConfig | None = None,
+                   *, batches: int = 20, seed: int = 7) -> OwlNetForAudioClassification:
+    """One network whose weights are the mean of ``models``' (a "model soup"), its batch norms measured again on
+    ``batches`` fresh training batches of ``bank`` (no hard negatives). Only meaningful for runs that stayed in
+    one basin, e.g. the same seed with different augmentations: check the loss midway before trusting it.
+    Unlike :meth:`~owlfinder.owlnet.OwlNetForAudioClassification.from_members`, it costs one network at
+    inference.
+
+    Raises:
+        ValueError: no models, or models whose architectures or parameter names differ.
+    """
+    if not models:
+        raise ValueError("no models to average")
+    states = [m.state_dict() for m in models]
+    first = states[0]
+    for s in states[1:]:
+        if s.keys() != first.keys() or any(s[k].shape != first[k].shape for k in first):
+            raise ValueError("the models differ in architecture; only their weights may differ")
+    out = OwlNetForAudioClassification(models[0].config.__class__.from_dict(models[0].config.to_dict()))
+    out.load_state_dict({k: torch.stack([s[k] for s in states]).mean(0) if first[k].is_floating_point() else first[k]
+                         for k in first})
+    _refresh_batch_norm(np.random.default_rng(seed), out, bank, config or RecipeConfig(), [], batches=batches)
+    return out
