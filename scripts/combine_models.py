@@ -10,8 +10,9 @@ joined model like a trained one. ``ensemble`` keeps every network
 (:meth:`~owlfinder.owlnet.OwlNetForAudioClassification.from_members`: as many times the model's compute);
 ``soup`` averages them into one (:func:`owlfinder.train.recipe.average_models`; its batch norms are measured again
 on the band bank of ``--families``, the families the models trained on, rendered in ``--work``). Both were tried
-on the ``cglide`` and ``short`` fold models and not kept (docs/generalisation.md). ``--out`` gets the model, its
-feature extractor and a ``training.json`` that names the models it came from.
+on the ``cglide`` and ``short`` fold models and not kept (docs/generalisation.md). ``--out`` gets the model (without
+the first model's threshold, which was not set for it), its feature extractor and a ``training.json`` that names the
+models it came from.
 """
 
 from __future__ import annotations
@@ -78,9 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f"error: {', '.join(args.models)}: {e}", file=sys.stderr)
         return 2
-    for key in ("owl_window_s",):
-        if hasattr(models[0].config, key):
-            setattr(joined.config, key, getattr(models[0].config, key))
+    # The config is the first model's (its window too); its threshold was set for that model alone.
+    for key in ("owl_threshold", "owl_calibration"):
+        if hasattr(joined.config, key):
+            delattr(joined.config, key)
     joined.save_pretrained(args.out)
     OwlNetFeatureExtractor.from_pretrained(args.models[0]).save_pretrained(args.out)
     sources = []
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     families = args.families or sources[0]["families"]
     atomic_write_text(args.out / "training.json", json.dumps(
         {"families": families, "training": {"combined": args.how, "from": sources}}, indent=1))
-    print(f"{args.out}: {args.how} of {len(models)} models ({joined.config.n_members} network(s))")
+    print(f"{args.out}: {args.how} of {len(models)} models ({joined.config.n_members} network(s)); not calibrated "
+          "yet: evaluate_generalisation.py --reuse-models sets its threshold")
     return 0
 
 

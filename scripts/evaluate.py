@@ -220,10 +220,6 @@ def run_detection(paths: list[str], out: Path, clf, params: DetectionParams, arg
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # scripts/chunk.py would shadow the standard library's chunk module, which aifc imports when librosa
-    # (BirdNET's loader) falls back to audioread: take this folder off the import path.
-    here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if not p or str(Path(p).resolve()) != here]
     try:
         clf = load_classifier(args.model, device=args.device)
     except ModelError as err:

@@ -33,6 +33,8 @@ def test_an_ensemble_folder_averages_the_models_logits_and_names_them(script, tm
     from owlfinder.owlnet import OwlNetForAudioClassification
 
     a, b = _two_models(tmp_path)
+    cfg = json.loads((a / "config.json").read_text())
+    (a / "config.json").write_text(json.dumps({**cfg, "owl_threshold": 0.97, "owl_calibration": {"hours": 1.0}}))
     out = tmp_path / "ens"
     assert script.main([str(a), str(b), "--how", "ensemble", "--out", str(out)]) == 0
     joined = OwlNetForAudioClassification.from_pretrained(out).eval()
@@ -42,6 +44,8 @@ def test_an_ensemble_folder_averages_the_models_logits_and_names_them(script, tm
         want = (ma(input_features=x).logits + mb(input_features=x).logits) / 2
         assert torch.allclose(joined(input_features=x).logits, want, atol=1e-5)
     assert joined.config.n_members == 2 and joined.config.owl_window_s == 5.0
+    saved = json.loads((out / "config.json").read_text())
+    assert "owl_threshold" not in saved and "owl_calibration" not in saved  # set for the first model alone
     assert (out / "preprocessor_config.json").is_file()
     record = json.loads((out / "training.json").read_text())
     assert record["training"]["combined"] == "ensemble"

@@ -461,15 +461,15 @@ def test_birdnet_baseline_is_measured_like_a_fold_model(tmp_path, capsys, monkey
 
     from owlfinder.evaluation import lofo
     from owlfinder.evaluation.birdnet import BirdNETUnavailable, birdnet_detection
+    from owlfinder.evaluation.report import find_truth, read_truth
 
     def fake_scan(log=print):
         def scan(paths):
             out = []
             for p in paths:
-                truth = Path(p).with_name(Path(p).name.rsplit(".", 1)[0] + ".truth.json")
-                events = json.loads(truth.read_text())["events"] if truth.is_file() else []
-                hits = [(3.0 * k, 3.0 * k + 3.0, 0.9) for e in events  # BirdNET's back-to-back 3 s windows
-                        for k in range(int(e["start_s"] // 3), int(e["end_s"] // 3) + 1)]
+                calls = read_truth(p) if find_truth(p) else []  # the clean recordings have no truth file
+                hits = [(3.0 * k, 3.0 * k + 3.0, 0.9) for start, end in calls  # BirdNET's back-to-back 3 s windows
+                        for k in range(int(start // 3), int(end // 3) + 1)]
                 out.append(birdnet_detection(p, threshold=0.5, detections=hits))
             return out
         return scan
