@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from owlfinder.evaluation.lofo import training_record
     from owlfinder.owlnet import OwlNetFeatureExtractor, OwlNetForAudioClassification
 
     hf_logging.disable_progress_bar()
@@ -90,10 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         rec = Path(m) / "training.json"
         old = json.loads(rec.read_text(encoding="utf-8")) if rec.is_file() else {}
         sources.append({"model": str(m), "families": old.get("families"),
-                        "recipe": (old.get("training") or {}).get("recipe")})
+                        "recipe": (old.get("training") or {}).get("recipe"),
+                        "background_splits": training_record(m)["background_splits"]})
     families = args.families or sources[0]["families"]
-    atomic_write_text(args.out / "training.json", json.dumps(
-        {"families": families, "training": {"combined": args.how, "from": sources}}, indent=1))
+    training = {"combined": args.how, "from": sources}
+    if all(src["background_splits"] is not None for src in sources):  # the sites any member trained on
+        training["background_splits"] = sorted({s for src in sources for s in src["background_splits"]})
+    atomic_write_text(args.out / "training.json", json.dumps({"families": families, "training": training}, indent=1))
     print(f"{args.out}: {args.how} of {len(models)} models ({joined.config.n_members} network(s)); not calibrated "
           "yet: evaluate_generalisation.py --reuse-models sets its threshold")
     return 0

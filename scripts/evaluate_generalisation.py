@@ -68,7 +68,7 @@ def _baseline(mat, args) -> int:
     except OwlFinderError as e:  # BirdNETUnavailable: the optional extra is missing
         print(f"error: {e}", file=sys.stderr)
         return 2
-    thr = calibrate_threshold_fph(cal_dets)
+    thr = calibrate_threshold_fph(cal_dets, margin_logit=args.margin_logit)
     print(f"BirdNET: calibrated threshold {thr:.6f} (<= 0.5 FP/h on the calibration sites, +0.5 logit)", flush=True)
     folds, at_default = {}, {}
     for held in args.folds:
@@ -92,7 +92,7 @@ def _baseline(mat, args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from owlfinder.durable import atomic_write_text
-    from owlfinder.evaluation.generalisation import fold_table
+    from owlfinder.evaluation.generalisation import MARGIN_LOGIT, fold_table
     from owlfinder.evaluation.lofo import (
         Material,
         calibrate_model,
@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--choose-family", choices=list(FAMILIES), default="syrinx",
                    help="with --seeds: the family (trained on by no fold) whose calibration-site recall chooses")
     p.add_argument("--n-calls", type=int, default=2500, help="owl calls per family in the band bank")
+    p.add_argument("--margin-logit", type=float, default=MARGIN_LOGIT,
+                   help="headroom above the calibrated threshold, logits (the runs of docs/generalisation.md before "
+                        "the margin study used 0.5)")
     p.add_argument("--no-mining", action="store_true", help="no hard-negative rounds")
     p.add_argument("--members", type=int, default=RecipeConfig.members,
                    help="models trained apart (seeds 0, 1, ...) and joined into one ensemble per fold")
@@ -196,9 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             for seed in dict.fromkeys(args.seeds):
                 runs[seed] = res_dir / f"fold-{held}-seed-{seed}"
                 mat.log(f"seed {seed}")
-                train_or_reuse(mat, train, runs[seed], replace(recipe, seed=seed))
+                train_or_reuse(mat, train, runs[seed], replace(recipe, seed=seed), margin_logit=args.margin_logit)
                 if args.reuse_models:
-                    calibrate_model(mat, runs[seed], train)
+                    calibrate_model(mat, runs[seed], train, margin_logit=args.margin_logit)
             choice = choose_seed(mat, runs, args.choose_family, train)
             for seed, run in runs.items():  # every seed's numbers, to see whether the choice helps; never chosen on
                 thr = choice["seeds"][seed]["threshold"]
@@ -212,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             trained["threshold"] = choice["seeds"][choice["chosen"]]["threshold"]
             trained["calibration"] = json.loads((model_dir / "config.json").read_text())["owl_calibration"]
         elif args.reuse_models and (model_dir / "model.safetensors").is_file():
-            calib = calibrate_model(mat, model_dir, train)
+            calib = calibrate_model(mat, model_dir, train, margin_logit=args.margin_logit)
             # a model whose run stopped after training (before its record was written) is reused too, and so is
             # one joined by scripts/combine_models.py (its training.json names the models it came from)
             record = model_dir / "training.json"
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                     "recipe": recipe.to_dict(), "note": "trained by an earlier run whose record was lost"})
             trained = {"threshold": calib["threshold"], "calibration": calib, "training": training}
         else:
-            trained = train_model(mat, train, model_dir, recipe)
+            trained = train_model(mat, train, model_dir, recipe, margin_logit=args.margin_logit)
         r, cal = scanned.get(choice["chosen"] if choice else None) or (
             run_fold(mat, model_dir, trained["threshold"], held),
             run_fold(mat, model_dir, trained["threshold"], held, split="calibration"))
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         last = last_weights_dir(model_dir)
         if (last / "config.json").is_file():  # the same run's last weights, beside the averaged ones
             if args.reuse_models:
-                calibrate_model(mat, last, train)
+                calibrate_model(mat, last, train, margin_logit=args.margin_logit)
             last_cfg = json.loads((last / "config.json").read_text())
             lt = run_fold(mat, last, last_cfg["owl_threshold"], held)
             lc = run_fold(mat, last, last_cfg["owl_threshold"], held, split="calibration")

@@ -35,6 +35,8 @@ def test_an_ensemble_folder_averages_the_models_logits_and_names_them(script, tm
     a, b = _two_models(tmp_path)
     cfg = json.loads((a / "config.json").read_text())
     (a / "config.json").write_text(json.dumps({**cfg, "owl_threshold": 0.97, "owl_calibration": {"hours": 1.0}}))
+    for m, splits in ((a, ["train"]), (b, ["train", "test"])):  # the sites each trained on
+        (m / "training.json").write_text(json.dumps({"families": ["fm"], "training": {"background_splits": splits}}))
     out = tmp_path / "ens"
     assert script.main([str(a), str(b), "--how", "ensemble", "--out", str(out)]) == 0
     joined = OwlNetForAudioClassification.from_pretrained(out).eval()
@@ -50,6 +52,12 @@ def test_an_ensemble_folder_averages_the_models_logits_and_names_them(script, tm
     record = json.loads((out / "training.json").read_text())
     assert record["training"]["combined"] == "ensemble"
     assert [s["model"] for s in record["training"]["from"]] == [str(a), str(b)]
+    # the sites any member trained on, so that scripts/evaluate_threshold_sites.py never holds them out for it
+    assert record["training"]["background_splits"] == ["test", "train"]
+    (b / "training.json").unlink()  # a member whose sites are not recorded: neither are the joined model's
+    out2 = tmp_path / "ens2"
+    assert script.main([str(a), str(b), "--how", "ensemble", "--out", str(out2)]) == 0
+    assert "background_splits" not in json.loads((out2 / "training.json").read_text())["training"]
 
 
 def test_combine_refuses_bad_input_in_one_line_and_keeps_what_is_there(script, tmp_path, capsys):

@@ -164,6 +164,24 @@ def test_lofo_pipeline_end_to_end_on_a_toy_folder(tmp_path):
     assert json.loads((out / "config.json").read_text())["owl_threshold"] == pytest.approx(trained["threshold"])
     assert (out / "model.safetensors").read_bytes() == weights
 
+    # A model that never trained on the test sites can be calibrated on both held-out groups, and each of their
+    # sites held out in turn measures that threshold at a site it never saw.
+    both = calibrate_model(mat, out, ["additive"], splits=["calibration", "test"], margin_logit=1.0)
+    assert both["splits"] == ["calibration", "test"] and both["sites"] == 2
+    assert both["hours"] == pytest.approx(30 / 3600, abs=1e-4) and "calibration and test-site" in both["message"]
+    assert json.loads((out / "config.json").read_text())["owl_calibration"]["margin_logit"] == 1.0
+    from owlfinder.evaluation.lofo import held_out_sites
+
+    res = held_out_sites(mat, out, ["calibration", "test"], ["contours"], margins=[0.0, 9.0])
+    assert res["sites"] == 2 and [r["hours"] for r in res["negatives"]] == [pytest.approx(30 / 3600, abs=1e-4)] * 2
+    low, high = res["families"]["contours"]
+    assert low["calls"] == high["calls"] == 2  # one call in each site's copy, each counted once
+    assert high["recall"] <= low["recall"] and high["false_positives"] <= low["false_positives"]
+    with pytest.raises(ValueError, match="cannot be training negatives and set the threshold"):
+        train_model(mat, ["additive"], tmp_path / "bad", RecipeConfig(steps=1, model=TOY_NET),
+                    background_splits=["train", "test"], calibration_splits=["calibration", "test"])
+    assert not (tmp_path / "bad").exists()
+
 
 def test_insert_calls_places_each_family_at_the_asked_snr():
     rng = np.random.default_rng(3)
@@ -356,24 +374,41 @@ def test_a_seed_trained_with_the_same_recipe_families_and_negatives_is_reused_on
     spec.loader.exec_module(mod)
     calls = []
 
-    def fake_train_model(mat, families, out_dir, recipe, background_splits=("train",)):
+    def fake_train_model(mat, families, out_dir, recipe, background_splits=("train",),
+                         calibration_splits=("calibration",), margin_logit=0.5):
         calls.append((recipe.seed, tuple(families)))
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "model.safetensors").write_bytes(b"w")
         return {"threshold": 0.99, "training": {"recipe": recipe.to_dict(), "background_splits": list(background_splits)},
-                "calibration": {}}
+                "calibration": {"splits": list(calibration_splits), "margin_logit": margin_logit}}
+
+    calibrated = []
+
+    def fake_calibrate(mat, out_dir, families, *, margin_logit=0.5, splits=("calibration",)):
+        calibrated.append((list(splits), margin_logit))
+        return {"threshold": 0.995, "splits": list(splits), "margin_logit": margin_logit}
 
     monkeypatch.setattr(lofo, "train_model", fake_train_model)
+    monkeypatch.setattr(lofo, "calibrate_model", fake_calibrate)
 
     class Mat:
         log = staticmethod(lambda *_: None)
 
     run = tmp_path / "seed-1"
-    mod.step_train(Mat(), run, RecipeConfig(seed=1), ["train", "test"])
-    mod.step_train(Mat(), run, RecipeConfig(seed=1), ["train", "test"])  # same recipe: reused
-    assert len(calls) == 1 and (run / "training.json").is_file()
-    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train", "test"])  # another recipe: trained again
-    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train"])  # other negatives: again
+    cal = (["calibration"], 0.5)
+    mod.step_train(Mat(), run, RecipeConfig(seed=1), ["train", "test"], *cal)
+    mod.step_train(Mat(), run, RecipeConfig(seed=1), ["train", "test"], *cal)  # same recipe: reused
+    assert len(calls) == 1 and (run / "training.json").is_file() and not calibrated
+    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train", "test"], *cal)  # another recipe: trained again
+    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train"], *cal)  # other negatives: again
+    assert len(calls) == 3
+    # the same model asked for another calibration: reused, calibrated again, and its record says so
+    mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train"], ["calibration", "test"], 1.0)
+    assert len(calls) == 3 and calibrated == [(["calibration", "test"], 1.0)]
+    record = json.loads((run / "training.json").read_text())
+    assert record["threshold"] == 0.995 and record["calibration"]["splits"] == ["calibration", "test"]
+    with pytest.raises(ValueError, match="test sites cannot be training negatives"):
+        mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train", "test"], ["calibration", "test"], 1.0)
     assert len(calls) == 3
     lofo.train_or_reuse(Mat(), ["fm"], run, RecipeConfig(seed=1, steps=7), background_splits=["train"])  # families
     assert calls[-1] == (1, ("fm",)) and len(calls) == 4
@@ -437,6 +472,34 @@ def test_starter_card_shows_the_seed_choice_and_a_lofo_md_table(tmp_path, monkey
         "n_params": 1234, "recipe": {"mix": {"p_flatten": 0.4, "p_shorten": 0.4, "shorten_min_frames": 13}}}}))
     assert "40% of the training calls had each note cut to a random length of 0.26 s or more" in mod.model_card(
         tmp_path, table)
+    # calibrated on both held-out site groups: the card shows each site held out in turn, not the test sites alone
+    rows = [{"margin_logit": 1.0, "false_positives": 0, "hours": 0.84, "fp_per_hour": 0.0, "by_site": {},
+             "calls": 180, "recall": 0.78}]
+    (tmp_path / "evaluation-sites.json").write_text(json.dumps({
+        "splits": ["calibration", "test"], "sites": 20, "negatives": rows,
+        "families": {"additive": rows, "syrinx": [{**rows[0], "recall": 0.81}]}}))
+    (tmp_path / "training.json").write_text(json.dumps({"families": ["additive"], "training": {"n_params": 1}}))
+    card = mod.model_card(tmp_path, table)
+    assert "Each of the 20 calibration and test sites (none of which it trained on) held out in turn" in card
+    assert "**0 false events in 50 minutes of real audio, 0.00 per hour (95 % upper bound 3.6)**" in card
+    assert "| syrinx (never trained on) | 180 | 0.81 |" in card and "| additive | 180 | 0.78 |" in card
+
+
+def test_starter_build_refuses_a_threshold_set_on_its_training_sites(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from conftest import REPO_ROOT
+
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("build_starter_model", REPO_ROOT / "scripts" / "build_starter_model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "MANIFEST.tsv").write_text("path\n")
+    rc = mod.main(["--shared", str(tmp_path), "--work", str(tmp_path / "w"), "--cache", str(tmp_path / "c"),
+                   "--calibration-splits", "calibration", "test"])  # the test sites are training negatives by default
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "test sites are in --negative-splits and --calibration-splits" in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "c").exists()
 
 
 def test_average_from_takes_a_fraction_of_the_run_or_none():

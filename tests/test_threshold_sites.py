@@ -43,6 +43,24 @@ def test_a_site_whose_sound_no_other_site_has_fires_when_held_out():
         G.site_held_out_false_positives(dets[:3], sites[:2], [0.5])
 
 
+def test_calls_are_counted_at_their_own_sites_held_out_threshold():
+    """A's owl-like 0.99 sets the threshold for B; held out, A gets B's lower one, so A's weak call passes there."""
+    dets = [_det([0.1, 0.99, 0.1]), _det([0.1, 0.6, 0.1])]
+    truth = [{"start_s": 2.5, "end_s": 5.0}]
+    calls = [(_det([0.1, 0.9, 0.1]), "A", truth), (_det([0.1, 0.9, 0.1]), "B", truth)]
+    (row,) = G.site_held_out_false_positives(dets, ["A", "B"], [0.5], calls=calls)
+    # A held out: the threshold is B's 0.6 + 0.5 logit (0.71), and A's own 0.99 fires; A's call (0.9) is found.
+    # B held out: A's 0.99 + 0.5 logit, over B's call (0.9): missed.
+    assert row["false_positives"] == 1 and row["by_site"] == {"A": 1}
+    assert row["calls"] == 2 and row["recall"] == pytest.approx(0.5)
+    (none,) = G.site_held_out_false_positives(dets, ["A", "B"], [0.5])
+    assert "calls" not in none and "recall" not in none
+    (empty,) = G.site_held_out_false_positives(dets, ["A", "B"], [0.5], calls=[])
+    assert empty["calls"] == 0 and empty["recall"] is None
+    with pytest.raises(ValueError, match="calls at sites with no recordings to calibrate on: C"):
+        G.site_held_out_false_positives(dets, ["A", "B"], [0.5], calls=[(calls[0][0], "C", truth)])
+
+
 def _calibration_folder(root: Path, n_sites: int) -> Path:
     rng = np.random.default_rng(2)
     rows = ["path\tsource_repo\tsource_path\tcontent\tduration_s\tsample_rate\tlicense"]
@@ -74,7 +92,7 @@ def test_threshold_sites_script_pools_held_out_sites_and_names_the_setter(tmp_pa
     top = result["highest_events"][0]
     assert top["recording"] in (None, "kitzeslab__r-ribbit/audio_files/b.wav", "kahst__BirdNET-Analyzer/example/c.wav")
     assert "| margin (logit) | false events |" in capsys.readouterr().out
-    assert (out / "threshold-sites.md").read_text().startswith("Leave one calibration site out")
+    assert (out / "threshold-sites.md").read_text().startswith("Leave one site out (calibration sites)")
 
     rc = script.main(["--models", str(tmp_path / "missing"), "--shared", str(shared), "--out", str(out)])
     err = capsys.readouterr().err
@@ -89,4 +107,43 @@ def test_threshold_sites_script_pools_held_out_sites_and_names_the_setter(tmp_pa
     rc = script.main(["--models", str(model), "--shared", str(one), "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and "1 site(s)" in err and len(err.strip().splitlines()) == 1
+    sys.modules.pop("evaluate_threshold_sites", None)
+
+
+def test_both_held_out_site_groups_with_the_calls_of_families_a_model_never_trained_on(tmp_path, capsys, monkeypatch):
+    from test_generalisation import _toy_shared, save_toy_owlnet
+
+    shared = _toy_shared(tmp_path / "shared")  # one training, one calibration, one test site
+    model = save_toy_owlnet(tmp_path / "model")
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import evaluate_threshold_sites as script
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    base = ["--models", str(model), "--shared", str(shared), "--out", str(out), "--work", str(work),
+            "--splits", "calibration", "test"]
+    rc = script.main(base)  # no record of its training sites: the test sites may have been among them
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "does not record which sites it trained on" in err
+    record = {"families": ["additive", "sourcefilter", "contours", "fm"],
+              "training": {"background_splits": ["train", "test"]}}
+    (model / "training.json").write_text(json.dumps(record))
+    rc = script.main(base)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "trained on the test sites" in err
+    assert not out.exists()
+
+    record["training"]["background_splits"] = ["train"]
+    (model / "training.json").write_text(json.dumps(record))
+    rc = script.main([*base, "--unseen-calls", "--margins", "0", "2"])
+    assert rc == 0
+    result = json.loads((out / "threshold-sites.json").read_text())
+    assert result["splits"] == ["calibration", "test"]
+    low, high = result["pooled"]
+    assert low["hours"] == pytest.approx(30 / 3600, abs=1e-4)  # both sites, each held out once
+    assert low["calls"] == high["calls"] == 2  # syrinx, the one family it never trained on: a call at each site
+    assert high["recall"] <= low["recall"]
+    assert sorted(p.name for p in work.iterdir() if p.is_dir()) == ["calibration_syrinx", "test_syrinx"]
+    md = (out / "threshold-sites.md").read_text()
+    assert md.startswith("Leave one site out (calibration + test sites)") and "| recall (calls) |" in md
+    assert f"| {model} | 0, " in md or f"| {model} | 1, " in md or f"| {model} | 2, " in md
     sys.modules.pop("evaluate_threshold_sites", None)

@@ -6,9 +6,11 @@
 - :mod:`~owlfinder.evaluation.birdnet`: BirdNET's *Ninox strenua* scores as a comparable detector.
 - :mod:`~owlfinder.evaluation.generalisation`: the site split of ``../shared/data``, calls inserted into real
   recordings, one fold's event recall and false positives per hour, the per-fold table, and the calibrated
-  threshold's false positives at a calibration site held out (``scripts/evaluate_threshold_sites.py``).
-- :mod:`~owlfinder.evaluation.lofo`: the leave-one-family-out pipeline (cached material, training, calibration,
-  seed choice, BirdNET through the same folds) behind ``scripts/evaluate_generalisation.py`` and the starter build.
+  threshold at a site held out: its false positives there, and the recall of calls inserted there
+  (``scripts/evaluate_threshold_sites.py``).
+- :mod:`~owlfinder.evaluation.lofo`: the leave-one-family-out pipeline (cached material, training, calibration on
+  one or both held-out site groups, each site held out in turn, seed choice, BirdNET through the same folds) behind
+  ``scripts/evaluate_generalisation.py`` and the starter build.
 - :mod:`~owlfinder.evaluation.description_check`: how many calls the published-description check lets through and
   how many confusers it rejects (``scripts/evaluate_description_check.py``).
 - :mod:`~owlfinder.evaluation.cues`: which of a call generator's parameters a model's score follows, the cues it

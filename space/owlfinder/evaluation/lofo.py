@@ -4,7 +4,9 @@
 (:class:`~owlfinder.train.bandmix.BandBank`: each family's calls alone, every confuser alone, the training sites'
 recordings) and copies of the calibration and test recordings with each family's calls inserted (FLAC).
 :func:`train_model` trains and calibrates one model on some families (:func:`train_or_reuse`: unless it is
-trained already); :func:`run_fold` evaluates it;
+trained already) and :func:`calibrate_model` sets its threshold, on the calibration sites or, for a model that
+never trained on the test sites, on both groups; :func:`run_fold` evaluates it; :func:`held_out_sites` holds each
+site of its calibration out in turn and counts false events and calls there at the threshold the others set;
 :func:`choose_seed` keeps, of models trained alike with different seeds, the one that finds a generator none of
 them trained on best on the calibration sites.
 """
@@ -22,17 +24,19 @@ import numpy as np
 
 from owlfinder.durable import atomic_write, atomic_write_text
 from owlfinder.evaluation.generalisation import (
+    MARGIN_LOGIT,
     calibrate_threshold_fph,
     evaluate_fold,
     read_manifest,
+    site_held_out_false_positives,
     write_recording,
 )
 from owlfinder.synth import channel, fieldclips
 from owlfinder.synth.families import FAMILIES, family
 from owlfinder.train.bandmix import BandBank, extractor_settings, sound_power
 
-__all__ = ["Material", "birdnet_scan", "calibrate_model", "choose_seed", "detect_all", "last_weights_dir", "run_fold",
-           "train_model", "train_or_reuse"]
+__all__ = ["Material", "birdnet_scan", "calibrate_model", "choose_seed", "detect_all", "check_calibration_splits", "held_out_sites",
+           "last_weights_dir", "run_fold", "train_model", "train_or_reuse", "training_record"]
 
 SR = 16000
 WINDOW_S = 5.0
@@ -210,10 +214,11 @@ def _scan(mat: Material, model_dir: str | os.PathLike, paths: Sequence[str]) -> 
 
 
 def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLike, recipe=None, *,
-                target_fp_per_hour: float = 0.5, margin_logit: float = 0.5,
-                background_splits: Sequence[str] = ("train",)) -> dict:
+                target_fp_per_hour: float = 0.5, margin_logit: float = MARGIN_LOGIT,
+                background_splits: Sequence[str] = ("train",),
+                calibration_splits: Sequence[str] = ("calibration",)) -> dict:
     """Train on ``families`` (the bank of :meth:`Material.bank`), save to ``out_dir``, calibrate on the
-    calibration sites and write the threshold into ``config.json``.
+    ``calibration_splits`` sites (:func:`calibrate_model`) and write the threshold into ``config.json``.
 
     Returns:
         ``{"threshold", "training", "calibration"}``; the calibration part has the false positives per hour
@@ -222,6 +227,7 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     from owlfinder.train.recipe import RecipeConfig, train_recipe
 
     out = Path(out_dir)
+    check_calibration_splits(background_splits, calibration_splits)
     bank = mat.bank(families, background_splits=background_splits)
 
     def save(model, fe, folder: Path) -> None:
@@ -232,13 +238,49 @@ def train_model(mat: Material, families: Sequence[str], out_dir: str | os.PathLi
     def keep_last(model) -> None:  # averaged weights: the run's last weights beside them, to compare the two
         save(model, bank.feature_extractor(), last_weights_dir(out))
         calibrate_model(mat, last_weights_dir(out), families, target_fp_per_hour=target_fp_per_hour,
-                        margin_logit=margin_logit)
+                        margin_logit=margin_logit, splits=calibration_splits)
 
     model, fe, info = train_recipe(bank, recipe or RecipeConfig(), log=mat.log, on_last=keep_last)
     info["background_splits"] = list(background_splits)
     save(model, fe, out)
-    calib = calibrate_model(mat, out, families, target_fp_per_hour=target_fp_per_hour, margin_logit=margin_logit)
+    calib = calibrate_model(mat, out, families, target_fp_per_hour=target_fp_per_hour, margin_logit=margin_logit,
+                            splits=calibration_splits)
     return {"threshold": calib["threshold"], "training": info, "calibration": calib}
+
+
+def check_calibration_splits(background_splits: Sequence[str], calibration_splits: Sequence[str]) -> None:
+    """Refuse (``ValueError``) a threshold set on sites whose recordings were training negatives."""
+    both = sorted(set(background_splits) & set(calibration_splits))
+    if both:
+        raise ValueError(f"the {', '.join(both)} sites cannot be training negatives and set the threshold too: "
+                         "a model scores what it trained on low, and the threshold would come out too low")
+
+
+def training_record(model_dir: str | os.PathLike) -> dict:
+    """What a saved model trained on: ``{"families": [...], "background_splits": [...] or None (not recorded)}``.
+
+    ``training.json`` (written by :func:`train_or_reuse` and the recipe scripts) says both. A fold folder of
+    ``scripts/evaluate_generalisation.py`` (``fold-<family>``) has its record in the ``lofo.json`` beside it; failing
+    both, the families are those whose recall the calibration recorded in ``config.json``.
+
+    Raises:
+        OSError: no ``config.json`` (not a model folder); ValueError: a record that is not JSON.
+    """
+    model = Path(model_dir)
+    record = model / "training.json"
+    if record.is_file():
+        rec = json.loads(record.read_text(encoding="utf-8"))
+        return {"families": list(rec.get("families") or []),
+                "background_splits": (rec.get("training") or {}).get("background_splits")}
+    lofo = model.parent / "lofo.json"
+    if model.name.startswith("fold-") and lofo.is_file():
+        fold = json.loads(lofo.read_text(encoding="utf-8")).get("folds", {}).get(model.name[len("fold-"):])
+        if fold:
+            return {"families": list(fold.get("train_families") or []),
+                    "background_splits": (fold.get("training") or {}).get("background_splits")}
+    cfg = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    return {"families": list(cfg.get("owl_calibration", {}).get("training_family_recall", {})),
+            "background_splits": None}
 
 
 def last_weights_dir(model_dir: str | os.PathLike) -> Path:
@@ -248,11 +290,14 @@ def last_weights_dir(model_dir: str | os.PathLike) -> Path:
 
 
 def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.PathLike, recipe, *,
-                   background_splits: Sequence[str] = ("train",)) -> dict:
+                   background_splits: Sequence[str] = ("train",), calibration_splits: Sequence[str] = ("calibration",),
+                   margin_logit: float = MARGIN_LOGIT) -> dict:
     """:func:`train_model`, unless ``out_dir`` holds a model trained on the same families with the same recipe and
     negatives (its ``training.json``, written last, says so): then that record is returned and nothing is trained.
+    A reused model calibrated on other sites or with another margin is calibrated again (and its record updated).
     """
     out = Path(out_dir)
+    check_calibration_splits(background_splits, calibration_splits)
     done = out / "training.json"
     want = {"families": list(families), "recipe": json.loads(json.dumps(recipe.to_dict(), default=str)),
             "background_splits": list(background_splits)}
@@ -262,39 +307,55 @@ def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.Pat
                 "background_splits": old["training"].get("background_splits")}
         if have == want:
             mat.log(f"{out.name}: trained already with this recipe, reused")
+            cal = old.get("calibration", {})
+            if (cal.get("splits", ["calibration"]) != list(calibration_splits)
+                    or cal.get("margin_logit") != margin_logit):
+                old["calibration"] = calibrate_model(mat, out, families, margin_logit=margin_logit,
+                                                     splits=calibration_splits)
+                old["threshold"] = old["calibration"]["threshold"]
+                atomic_write_text(done, json.dumps(old, indent=1, default=str))
             return old
         mat.log(f"{out.name}: trained with another recipe, families or negatives: trained again")
-    trained = train_model(mat, families, out, recipe, background_splits=background_splits)
+    trained = train_model(mat, families, out, recipe, background_splits=background_splits,
+                          calibration_splits=calibration_splits, margin_logit=margin_logit)
     trained["families"] = list(families)
     atomic_write_text(done, json.dumps(trained, indent=1, default=str))
     return trained
 
 
 def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Sequence[str], *,
-                    target_fp_per_hour: float = 0.5, margin_logit: float = 0.5) -> dict:
-    """Set a saved model's threshold from the calibration sites (the engine's scan, second look included) and
+                    target_fp_per_hour: float = 0.5, margin_logit: float = MARGIN_LOGIT,
+                    splits: Sequence[str] = ("calibration",)) -> dict:
+    """Set a saved model's threshold from the sites of ``splits`` (the engine's scan, second look included) and
     write it into its ``config.json``.
 
+    ``splits`` are the calibration sites alone for a fold model (the test sites are what it is measured on), or
+    the calibration and test sites for a model that trained on neither: 20 sites instead of 9, so that the
+    threshold clears more than one owl-like real sound (docs/generalisation.md).
+
     Returns:
-        The calibration record: the threshold, the false positives per hour of the calibration recordings and
-        the recall of ``families``' calls inserted there.
+        The calibration record: the threshold, the false positives per hour of those recordings and the recall
+        of ``families``' calls inserted there.
     """
     out = Path(model_dir)
-    cal = mat.recordings("calibration", None)
+    splits = list(splits)
+    cal = [r for split in splits for r in mat.recordings(split, None)]
     cal_dets = _scan(mat, out, [p for p, _, _ in cal])
     thr = calibrate_threshold_fph(cal_dets, target_fp_per_hour, margin_logit)
     hours = sum(d.duration_s for d in cal_dets) / 3600
     cal_fp = sum(len(d.rethreshold(thr).events) for d in cal_dets)
     val = {}
     for f in families:  # the training families' calls in the calibration recordings
-        recs = mat.recordings("calibration", f)
+        recs = [r for split in splits for r in mat.recordings(split, f)]
         call_dets = _scan(mat, out, [p for p, _, _ in recs])
         r = evaluate_fold(thr, cal_dets, [s for _, s, _ in cal], call_dets, [t for _, _, t in recs])
         val[f] = {"recall": r["recall"], "calls": r["calls"]}
+    where = " and ".join(splits)
     calib = {"method": "fp_per_hour", "target_fp_per_hour": target_fp_per_hour, "margin_logit": margin_logit,
-             "hours": round(hours, 4), "false_positives": cal_fp, "training_family_recall": val,
+             "splits": splits, "sites": len({site for _, site, _ in cal}), "hours": round(hours, 4),
+             "false_positives": cal_fp, "training_family_recall": val,
              "message": f"threshold {thr:.6f}: the lowest with <= {target_fp_per_hour:g} false positives per hour "
-                        f"on {hours:.2f} h of calibration-site recordings, raised by {margin_logit:g} logit"}
+                        f"on {hours:.2f} h of {where}-site recordings, raised by {margin_logit:g} logit"}
     cfg_path = out / "config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     cfg.update({"owl_threshold": thr, "owl_window_s": WINDOW_S, "owl_calibration": calib})
@@ -302,6 +363,33 @@ def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Seque
     mat.log(calib["message"] + "; training families' recall there: "
             + ", ".join(f"{k} {v['recall']:.2f}" for k, v in val.items()))
     return {"threshold": thr, **calib}
+
+
+def held_out_sites(mat: Material, model_dir: str | os.PathLike, splits: Sequence[str], families: Sequence[str], *,
+                   margins: Sequence[float] = (MARGIN_LOGIT,), target_fp_per_hour: float = 0.5) -> dict:
+    """How a model's threshold, calibrated as :func:`calibrate_model` does on the sites of ``splits``, fares at a
+    site it never saw: each site held out in turn, the threshold calibrated on the others, and the held-out site's
+    false events and the recall of each of ``families``' calls inserted there counted at it
+    (:func:`owlfinder.evaluation.generalisation.site_held_out_false_positives`).
+
+    Returns:
+        ``{"splits", "sites", "negatives": [per margin, false positives], "families": {family: [per margin,
+        with "calls" and "recall"]}}``.
+    """
+    splits = list(splits)
+    clean = [r for split in splits for r in mat.recordings(split, None)]
+    dets = _scan(mat, model_dir, [p for p, _, _ in clean])
+    sites = [site for _, site, _ in clean]
+    res = {"splits": splits, "sites": len(set(sites)),
+           "negatives": site_held_out_false_positives(dets, sites, margins, target_fp_per_hour), "families": {}}
+    for fam in families:
+        recs = [r for split in splits for r in mat.recordings(split, fam)]
+        calls = list(zip(_scan(mat, model_dir, [p for p, _, _ in recs]), [s for _, s, _ in recs],
+                         [t for _, _, t in recs], strict=True))
+        res["families"][fam] = site_held_out_false_positives(dets, sites, margins, target_fp_per_hour, calls=calls)
+        mat.log(f"{fam}: recall at each site's held-out threshold "
+                + ", ".join(f"{r['recall']:.2f} (margin {r['margin_logit']:g})" for r in res["families"][fam]))
+    return res
 
 
 def run_fold(mat: Material, model_dir: str | os.PathLike | None, threshold: float, held_out: str,
