@@ -90,9 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     for m in args.models:
         rec = Path(m) / "training.json"
         old = json.loads(rec.read_text(encoding="utf-8")) if rec.is_file() else {}
-        sources.append({"model": str(m), "families": old.get("families"),
+        known = training_record(m)  # training.json, or a fold folder's lofo.json record
+        sources.append({"model": str(m), "families": old.get("families") or known["families"],
                         "recipe": (old.get("training") or {}).get("recipe"),
-                        "background_splits": training_record(m)["background_splits"]})
+                        "background_splits": known["background_splits"]})
     families = args.families or sources[0]["families"]
     training = {"combined": args.how, "from": sources}
     if all(src["background_splits"] is not None for src in sources):  # the sites any member trained on

@@ -53,11 +53,23 @@ def test_an_ensemble_folder_averages_the_models_logits_and_names_them(script, tm
     assert record["training"]["combined"] == "ensemble"
     assert [s["model"] for s in record["training"]["from"]] == [str(a), str(b)]
     # the sites any member trained on, so that scripts/evaluate_threshold_sites.py never holds them out for it
-    assert record["training"]["background_splits"] == ["test", "train"]
+    assert record["training"]["background_splits"] == ["test", "train"] and record["families"] == ["fm"]
     (b / "training.json").unlink()  # a member whose sites are not recorded: neither are the joined model's
     out2 = tmp_path / "ens2"
     assert script.main([str(a), str(b), "--how", "ensemble", "--out", str(out2)]) == 0
     assert "background_splits" not in json.loads((out2 / "training.json").read_text())["training"]
+    # members that are fold folders of evaluate_generalisation.py: their record is the lofo.json beside them
+    folds = tmp_path / "lofo"
+    folds.mkdir()
+    for m, name in ((a, "fold-fm"), (b, "fold-fm2")):
+        (m / "training.json").unlink(missing_ok=True)
+        m.rename(folds / name)
+    fold = {"train_families": ["additive", "contours"], "training": {"background_splits": ["train"]}}
+    (folds / "lofo.json").write_text(json.dumps({"folds": {"fm": fold, "fm2": fold}}))
+    out3 = tmp_path / "ens3"
+    assert script.main([str(folds / "fold-fm"), str(folds / "fold-fm2"), "--how", "ensemble", "--out", str(out3)]) == 0
+    record = json.loads((out3 / "training.json").read_text())
+    assert record["families"] == ["additive", "contours"] and record["training"]["background_splits"] == ["train"]
 
 
 def test_combine_refuses_bad_input_in_one_line_and_keeps_what_is_there(script, tmp_path, capsys):
