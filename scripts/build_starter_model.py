@@ -343,7 +343,7 @@ python scripts/build_starter_model.py          # this model
 
 def main(argv: list[str] | None = None) -> int:
     from owlfinder.evaluation.generalisation import MARGIN_LOGIT
-    from owlfinder.evaluation.lofo import Material
+    from owlfinder.evaluation.lofo import Material, check_calibration_splits
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
     from owlfinder.train.bandmix import MixConfig
     from owlfinder.train.recipe import RecipeConfig, average_from_arg
@@ -384,10 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps is None:
         args.steps = [s for s in ("train", "choose", "evaluate", "ship")
                       if s != "evaluate" or "test" not in args.negative_splits]
-    both = sorted(set(args.negative_splits) & set(args.calibration_splits))
-    if both:
-        print(f"error: the {', '.join(both)} sites are in --negative-splits and --calibration-splits: a threshold set "
-              "on sites the model trained on comes out too low", file=sys.stderr)
+    try:
+        check_calibration_splits(args.negative_splits, args.calibration_splits)
+    except ValueError as e:
+        print(f"error: --negative-splits and --calibration-splits: {e}", file=sys.stderr)
         return 2
     try:
         mix = MixConfig.from_overrides(args.mix)

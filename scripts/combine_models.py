@@ -86,14 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             delattr(joined.config, key)
     joined.save_pretrained(args.out)
     OwlNetFeatureExtractor.from_pretrained(args.models[0]).save_pretrained(args.out)
-    sources = []
-    for m in args.models:
-        rec = Path(m) / "training.json"
-        old = json.loads(rec.read_text(encoding="utf-8")) if rec.is_file() else {}
-        known = training_record(m)  # training.json, or a fold folder's lofo.json record
-        sources.append({"model": str(m), "families": old.get("families") or known["families"],
-                        "recipe": (old.get("training") or {}).get("recipe"),
-                        "background_splits": known["background_splits"]})
+    # each member's training.json, or a fold folder's lofo.json record
+    sources = [{"model": str(m), **training_record(m)} for m in args.models]
     families = args.families or sources[0]["families"]
     training = {"combined": args.how, "from": sources}
     if all(src["background_splits"] is not None for src in sources):  # the sites any member trained on

@@ -69,7 +69,8 @@ def _baseline(mat, args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     thr = calibrate_threshold_fph(cal_dets, margin_logit=args.margin_logit)
-    print(f"BirdNET: calibrated threshold {thr:.6f} (<= 0.5 FP/h on the calibration sites, +0.5 logit)", flush=True)
+    print(f"BirdNET: calibrated threshold {thr:.6f} (<= 0.5 FP/h on the calibration sites, "
+          f"+{args.margin_logit:g} logit)", flush=True)
     folds, at_default = {}, {}
     for held in args.folds:
         r = run_fold(mat, None, thr, held, scan=scan)

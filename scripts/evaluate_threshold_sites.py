@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from owlfinder.durable import atomic_write_text
     from owlfinder.errors import OwlFinderError
     from owlfinder.evaluation.generalisation import read_manifest, site_held_out_false_positives
-    from owlfinder.evaluation.lofo import Material, detect_all, training_record
+    from owlfinder.evaluation.lofo import Material, detect_all, inserted_call_detections, training_record
     from owlfinder.evaluation.report import fp_rate_upper_bound
     from owlfinder.synth.families import FAMILIES
 
@@ -98,15 +98,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.shared}: the {' + '.join(splits)} split has {len(set(sites))} site(s); two are needed",
               file=sys.stderr)
         return 2
-    trained: list[tuple[list[str], list[str] | None]] = []
+    trained = []
     for model in args.models:
         try:
-            rec = training_record(model)
-            trained.append((rec["families"], rec["background_splits"]))
+            trained.append(training_record(model))
         except (OSError, ValueError) as e:  # no folder, no config.json, a broken record
             print(f"error: {model}: not a model folder ({e})", file=sys.stderr)
             return 2
-        negatives = trained[-1][1]
+        negatives = trained[-1]["background_splits"]
         if "test" in splits and (negatives is None or "test" in negatives):
             why = "trained on the test sites" if negatives else "does not record which sites it trained on"
             print(f"error: {model}: {why}, so they cannot be held out for it (leave out --splits test)",
@@ -115,19 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     mat = Material(args.shared, args.work, log=lambda m: print(m, flush=True)) if args.unseen_calls else None
     per_model, setters = [], []
     for i, model in enumerate(args.models, 1):
-        unseen = [f for f in FAMILIES if f not in trained[i - 1][0]]
+        unseen = [f for f in FAMILIES if f not in trained[i - 1]["families"]]
         try:
             dets = detect_all(model, paths)
-            calls = []
-            for fam in unseen if mat else []:
-                recs = [r for s in splits for r in mat.recordings(s, fam)]
-                calls += list(zip(detect_all(model, [r[0] for r in recs]), [r[1] for r in recs],
-                                  [r[2] for r in recs], strict=True))
+            calls = inserted_call_detections(mat, model, splits, unseen) if mat else None
         except (OwlFinderError, OSError) as e:  # a bad model folder, an unreadable recording
             print(f"error: {model}: {e}", file=sys.stderr)
             return 2
-        per_model.append(site_held_out_false_positives(dets, sites, args.margins, args.target,
-                                                       calls=calls if mat else None))
+        per_model.append(site_held_out_false_positives(dets, sites, args.margins, args.target, calls=calls))
         if mat:
             print(f"model {i}/{len(args.models)}: calls of {', '.join(unseen)} inserted ({len(calls)} copies)",
                   flush=True)

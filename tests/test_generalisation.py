@@ -498,7 +498,7 @@ def test_starter_build_refuses_a_threshold_set_on_its_training_sites(tmp_path, c
     rc = mod.main(["--shared", str(tmp_path), "--work", str(tmp_path / "w"), "--cache", str(tmp_path / "c"),
                    "--calibration-splits", "calibration", "test"])  # the test sites are training negatives by default
     err = capsys.readouterr().err.strip()
-    assert rc == 2 and len(err.splitlines()) == 1 and "test sites are in --negative-splits and --calibration-splits" in err
+    assert rc == 2 and len(err.splitlines()) == 1 and "--negative-splits and --calibration-splits: the test sites cannot be training negatives" in err
     assert not (tmp_path / "w").exists() and not (tmp_path / "c").exists()
 
 

@@ -35,8 +35,9 @@ from owlfinder.synth import channel, fieldclips
 from owlfinder.synth.families import FAMILIES, family
 from owlfinder.train.bandmix import BandBank, extractor_settings, sound_power
 
-__all__ = ["Material", "birdnet_scan", "calibrate_model", "choose_seed", "detect_all", "check_calibration_splits", "held_out_sites",
-           "last_weights_dir", "run_fold", "train_model", "train_or_reuse", "training_record"]
+__all__ = ["Material", "birdnet_scan", "calibrate_model", "check_calibration_splits", "choose_seed", "detect_all",
+           "held_out_sites", "inserted_call_detections", "last_weights_dir", "run_fold", "train_model",
+           "train_or_reuse", "training_record"]
 
 SR = 16000
 WINDOW_S = 5.0
@@ -257,7 +258,8 @@ def check_calibration_splits(background_splits: Sequence[str], calibration_split
 
 
 def training_record(model_dir: str | os.PathLike) -> dict:
-    """What a saved model trained on: ``{"families": [...], "background_splits": [...] or None (not recorded)}``.
+    """What a saved model trained on: ``{"families": [...], "background_splits": [...] or None (not recorded),
+    "recipe": {...} or None}``.
 
     ``training.json`` (written by :func:`train_or_reuse` and the recipe scripts) says both. A fold folder of
     ``scripts/evaluate_generalisation.py`` (``fold-<family>``) has its record in the ``lofo.json`` beside it; failing
@@ -270,17 +272,19 @@ def training_record(model_dir: str | os.PathLike) -> dict:
     record = model / "training.json"
     if record.is_file():
         rec = json.loads(record.read_text(encoding="utf-8"))
+        training = rec.get("training") or {}
         return {"families": list(rec.get("families") or []),
-                "background_splits": (rec.get("training") or {}).get("background_splits")}
+                "background_splits": training.get("background_splits"), "recipe": training.get("recipe")}
     lofo = model.parent / "lofo.json"
     if model.name.startswith("fold-") and lofo.is_file():
         fold = json.loads(lofo.read_text(encoding="utf-8")).get("folds", {}).get(model.name[len("fold-"):])
         if fold:
+            training = fold.get("training") or {}
             return {"families": list(fold.get("train_families") or []),
-                    "background_splits": (fold.get("training") or {}).get("background_splits")}
+                    "background_splits": training.get("background_splits"), "recipe": training.get("recipe")}
     cfg = json.loads((model / "config.json").read_text(encoding="utf-8"))
     return {"families": list(cfg.get("owl_calibration", {}).get("training_family_recall", {})),
-            "background_splits": None}
+            "background_splits": None, "recipe": None}
 
 
 def last_weights_dir(model_dir: str | os.PathLike) -> Path:
@@ -339,14 +343,14 @@ def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Seque
     """
     out = Path(model_dir)
     splits = list(splits)
-    cal = [r for split in splits for r in mat.recordings(split, None)]
+    cal = _recordings(mat, splits, None)
     cal_dets = _scan(mat, out, [p for p, _, _ in cal])
     thr = calibrate_threshold_fph(cal_dets, target_fp_per_hour, margin_logit)
     hours = sum(d.duration_s for d in cal_dets) / 3600
     cal_fp = sum(len(d.rethreshold(thr).events) for d in cal_dets)
     val = {}
     for f in families:  # the training families' calls in the calibration recordings
-        recs = [r for split in splits for r in mat.recordings(split, f)]
+        recs = _recordings(mat, splits, f)
         call_dets = _scan(mat, out, [p for p, _, _ in recs])
         r = evaluate_fold(thr, cal_dets, [s for _, s, _ in cal], call_dets, [t for _, _, t in recs])
         val[f] = {"recall": r["recall"], "calls": r["calls"]}
@@ -365,6 +369,21 @@ def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Seque
     return {"threshold": thr, **calib}
 
 
+def _recordings(mat: Material, splits: Sequence[str], fam: str | None) -> list[tuple[str, str, list[dict]]]:
+    """:meth:`Material.recordings` of several splits, one after the other."""
+    return [r for split in splits for r in mat.recordings(split, fam)]
+
+
+def inserted_call_detections(mat: Material, model_dir: str | os.PathLike, splits: Sequence[str],
+                             families: Sequence[str]) -> list[tuple]:
+    """``[(detection, site, truth)]`` of the copies of the ``splits`` recordings with each of ``families``' calls
+    inserted, scanned by the model (the ``calls`` of
+    :func:`~owlfinder.evaluation.generalisation.site_held_out_false_positives`)."""
+    recs = [r for fam in families for r in _recordings(mat, splits, fam)]
+    return list(zip(_scan(mat, model_dir, [p for p, _, _ in recs]), [s for _, s, _ in recs],
+                    [t for _, _, t in recs], strict=True))
+
+
 def held_out_sites(mat: Material, model_dir: str | os.PathLike, splits: Sequence[str], families: Sequence[str], *,
                    margins: Sequence[float] = (MARGIN_LOGIT,), target_fp_per_hour: float = 0.5) -> dict:
     """How a model's threshold, calibrated as :func:`calibrate_model` does on the sites of ``splits``, fares at a
@@ -377,15 +396,13 @@ def held_out_sites(mat: Material, model_dir: str | os.PathLike, splits: Sequence
         with "calls" and "recall"]}}``.
     """
     splits = list(splits)
-    clean = [r for split in splits for r in mat.recordings(split, None)]
+    clean = _recordings(mat, splits, None)
     dets = _scan(mat, model_dir, [p for p, _, _ in clean])
     sites = [site for _, site, _ in clean]
     res = {"splits": splits, "sites": len(set(sites)),
            "negatives": site_held_out_false_positives(dets, sites, margins, target_fp_per_hour), "families": {}}
     for fam in families:
-        recs = [r for split in splits for r in mat.recordings(split, fam)]
-        calls = list(zip(_scan(mat, model_dir, [p for p, _, _ in recs]), [s for _, s, _ in recs],
-                         [t for _, _, t in recs], strict=True))
+        calls = inserted_call_detections(mat, model_dir, splits, [fam])
         res["families"][fam] = site_held_out_false_positives(dets, sites, margins, target_fp_per_hour, calls=calls)
         mat.log(f"{fam}: recall at each site's held-out threshold "
                 + ", ".join(f"{r['recall']:.2f} (margin {r['margin_logit']:g})" for r in res["families"][fam]))
