@@ -380,19 +380,24 @@ def test_a_seed_trained_with_the_same_recipe_families_and_negatives_is_reused_on
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         (Path(out_dir) / "model.safetensors").write_bytes(b"w")
         return {"threshold": 0.99, "training": {"recipe": recipe.to_dict(), "background_splits": list(background_splits)},
-                "calibration": {"splits": list(calibration_splits), "margin_logit": margin_logit}}
+                "calibration": {"splits": list(calibration_splits), "margin_logit": margin_logit,
+                                "scan": mat.scan_settings()}}
 
     calibrated = []
 
     def fake_calibrate(mat, out_dir, families, *, margin_logit=0.5, splits=("calibration",)):
         calibrated.append((list(splits), margin_logit))
-        return {"threshold": 0.995, "splits": list(splits), "margin_logit": margin_logit}
+        return {"threshold": 0.995, "splits": list(splits), "margin_logit": margin_logit, "scan": mat.scan_settings()}
 
     monkeypatch.setattr(lofo, "train_model", fake_train_model)
     monkeypatch.setattr(lofo, "calibrate_model", fake_calibrate)
 
     class Mat:
         log = staticmethod(lambda *_: None)
+        unpaired = None
+
+        def scan_settings(self):
+            return {"description_check": True, "description_unpaired_logit": self.unpaired}
 
     run = tmp_path / "seed-1"
     cal = (["calibration"], 0.5)
@@ -407,6 +412,15 @@ def test_a_seed_trained_with_the_same_recipe_families_and_negatives_is_reused_on
     assert len(calls) == 3 and calibrated == [(["calibration", "test"], 1.0)]
     record = json.loads((run / "training.json").read_text())
     assert record["threshold"] == 0.995 and record["calibration"]["splits"] == ["calibration", "test"]
+    # scanned another way (the double-hoot demotion on): its threshold does not carry over, so calibrated again
+    other = Mat()
+    other.unpaired = 2.0
+    mod.step_train(other, run, RecipeConfig(seed=1, steps=7), ["train"], ["calibration", "test"], 1.0)
+    assert len(calls) == 3 and len(calibrated) == 2
+    record = json.loads((run / "training.json").read_text())
+    assert record["calibration"]["scan"]["description_unpaired_logit"] == 2.0
+    mod.step_train(other, run, RecipeConfig(seed=1, steps=7), ["train"], ["calibration", "test"], 1.0)
+    assert len(calibrated) == 2  # the same settings again: nothing to do
     with pytest.raises(ValueError, match="test sites cannot be training negatives"):
         mod.step_train(Mat(), run, RecipeConfig(seed=1, steps=7), ["train", "test"], ["calibration", "test"], 1.0)
     assert len(calls) == 3

@@ -79,6 +79,11 @@ class Material:
         self.work.mkdir(parents=True, exist_ok=True)
         self._bg: dict[str, list[np.ndarray]] = {}
 
+    def scan_settings(self) -> dict:
+        """The scan settings a threshold is calibrated under (a threshold set with other ones does not carry over)."""
+        return {"description_check": self.description_check,
+                "description_unpaired_logit": self.description_unpaired_logit if self.description_check else None}
+
     def backgrounds(self, split: str) -> list[np.ndarray]:
         if split not in self._bg:
             self._bg[split] = fieldclips.load_backgrounds([f["path"] for f in self.splits[split]], SR, on_error=self.log)
@@ -298,7 +303,9 @@ def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.Pat
                    margin_logit: float = MARGIN_LOGIT) -> dict:
     """:func:`train_model`, unless ``out_dir`` holds a model trained on the same families with the same recipe and
     negatives (its ``training.json``, written last, says so): then that record is returned and nothing is trained.
-    A reused model calibrated on other sites or with another margin is calibrated again (and its record updated).
+    A reused model calibrated on other sites, with another margin or under other scan settings
+    (:meth:`Material.scan_settings`; a record from before they were kept counts as other) is calibrated again (and
+    its record updated).
     """
     out = Path(out_dir)
     check_calibration_splits(background_splits, calibration_splits)
@@ -313,7 +320,7 @@ def train_or_reuse(mat: Material, families: Sequence[str], out_dir: str | os.Pat
             mat.log(f"{out.name}: trained already with this recipe, reused")
             cal = old.get("calibration", {})
             if (cal.get("splits", ["calibration"]) != list(calibration_splits)
-                    or cal.get("margin_logit") != margin_logit):
+                    or cal.get("margin_logit") != margin_logit or cal.get("scan") != mat.scan_settings()):
                 old["calibration"] = calibrate_model(mat, out, families, margin_logit=margin_logit,
                                                      splits=calibration_splits)
                 old["threshold"] = old["calibration"]["threshold"]
@@ -356,7 +363,7 @@ def calibrate_model(mat: Material, model_dir: str | os.PathLike, families: Seque
         val[f] = {"recall": r["recall"], "calls": r["calls"]}
     where = " and ".join(splits)
     calib = {"method": "fp_per_hour", "target_fp_per_hour": target_fp_per_hour, "margin_logit": margin_logit,
-             "splits": splits, "sites": len({site for _, site, _ in cal}), "hours": round(hours, 4),
+             "splits": splits, "scan": mat.scan_settings(), "sites": len({site for _, site, _ in cal}), "hours": round(hours, 4),
              "false_positives": cal_fp, "training_family_recall": val,
              "message": f"threshold {thr:.6f}: the lowest with <= {target_fp_per_hour:g} false positives per hour "
                         f"on {hours:.2f} h of {where}-site recordings, raised by {margin_logit:g} logit"}
