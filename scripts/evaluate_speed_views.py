@@ -14,10 +14,8 @@ calibrated on the calibration sites (<= 0.5 false events per hour, ``--margin-lo
 the held-out family's recall at <= 1 FP/h on both held-out site groups, its recall and the false events at the
 calibrated threshold on the test sites, and the training families' recall on the calibration sites.
 
-The verdict applies the rule written for recipe trials (docs/generalisation.md, "What these trials say together"):
-keep it if, paired over the models, (1) recall at <= 1 FP/h averaged over both site groups rises by at least 1
-point, (2) the training families' recall on the calibration sites falls by no more than 1 point, and (3) the false
-events on the test sites do not rise. Writes ``speed-views.json`` and ``.md`` to ``--out``.
+The verdict applies the rule written for recipe trials, paired over the models
+(:mod:`owlfinder.evaluation.trial_rule`). Writes ``speed-views.json`` and ``.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -92,23 +90,9 @@ def _measure(groups: dict, held: str, trained: list[str], margin: float) -> dict
             "training_recall_mean": float(np.mean(list(train.values())))}
 
 
-def verdict(rows: list[dict]) -> dict:
-    """The rule (module docstring) over ``rows`` (``{"plain": ..., "views": ...}`` per model)."""
-    def mean(which: str, key) -> float:
-        return float(np.mean([key(r[which]) for r in rows]))
-
-    both = {w: mean(w, lambda m: (m["test_recall_at_1_fph"] + m["calibration_recall_at_1_fph"]) / 2)
-            for w in ("plain", "views")}
-    train = {w: mean(w, lambda m: m["training_recall_mean"]) for w in ("plain", "views")}
-    fps = {w: sum(r[w]["test_false_positives"] for r in rows) for w in ("plain", "views")}
-    checks = {"recall_both_groups": both["views"] - both["plain"] >= 0.01 - 1e-9,
-              "training_families": train["views"] - train["plain"] >= -0.01 - 1e-9,
-              "test_false_events": fps["views"] <= fps["plain"]}
-    return {"recall_both_groups": both, "training_recall": train, "test_false_positives": fps, "checks": checks,
-            "kept": all(checks.values())}
-
-
 def _table(models: list[str], rows: list[dict], v: dict, factors: list[float]) -> str:
+    from owlfinder.evaluation.trial_rule import verdict_lines
+
     views = ", ".join(f"{a:g}" for a in factors)
     lines = [f"Speed views (plain -> played {views} times as fast, mean logit), each model calibrated on the "
              "calibration sites", "",
@@ -122,14 +106,7 @@ def _table(models: list[str], rows: list[dict], v: dict, factors: list[float]) -
                      f"{a['test_recall']:.3f} ({a['test_false_positives']}) -> {b['test_recall']:.3f} "
                      f"({b['test_false_positives']}) | {a['training_recall_mean']:.3f} -> {b['training_recall_mean']:.3f} | "
                      f"{a['threshold']:.4f} -> {b['threshold']:.4f} |")
-    c = v["checks"]
-    lines += ["", f"(1) recall at <= 1 FP/h, both site groups: {v['recall_both_groups']['plain']:.4f} -> "
-              f"{v['recall_both_groups']['views']:.4f} ({'pass' if c['recall_both_groups'] else 'fail'}, needs +0.01)",
-              f"(2) training families, calibration sites: {v['training_recall']['plain']:.4f} -> "
-              f"{v['training_recall']['views']:.4f} ({'pass' if c['training_families'] else 'fail'}, may fall 0.01)",
-              f"(3) false events at the calibrated threshold, test sites: {v['test_false_positives']['plain']} -> "
-              f"{v['test_false_positives']['views']} ({'pass' if c['test_false_events'] else 'fail'}, may not rise)",
-              f"kept by the rule: {'yes' if v['kept'] else 'no'}"]
+    lines += ["", *verdict_lines(v)]
     return "\n".join(lines)
 
 
@@ -141,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from owlfinder.errors import OwlFinderError
     from owlfinder.evaluation.generalisation import MARGIN_LOGIT
     from owlfinder.evaluation.lofo import Material, training_record
+    from owlfinder.evaluation.trial_rule import verdict
     from owlfinder.synth.families import FAMILIES
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -194,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
               f"test {r['plain']['test_recall_at_1_fph']:.3f} -> {r['views']['test_recall_at_1_fph']:.3f}, "
               f"calibration sites {r['plain']['calibration_recall_at_1_fph']:.3f} -> "
               f"{r['views']['calibration_recall_at_1_fph']:.3f}", flush=True)
-    v = verdict(rows)
+    v = verdict([(r["plain"], r["views"]) for r in rows])
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "speed-views.json", json.dumps(
         {"models": args.models, "factors": args.factors, "margin_logit": args.margin_logit, "floor": FLOOR,

@@ -13,6 +13,8 @@
   ``scripts/evaluate_generalisation.py`` and the starter build.
 - :mod:`~owlfinder.evaluation.description_check`: how many calls the published-description check lets through and
   how many confusers it rejects (``scripts/evaluate_description_check.py``).
+- :mod:`~owlfinder.evaluation.trial_rule`: the written rule that keeps or drops a change to the recipe or the scan,
+  paired over folds (``scripts/compare_runs.py``).
 - :mod:`~owlfinder.evaluation.speed_views`: candidate windows scored again played a little faster and slower, a
   test-time augmentation measured on the folds and not kept (``scripts/evaluate_speed_views.py``).
 - :mod:`~owlfinder.evaluation.cues`: which of a call generator's parameters a model's score follows, the cues it
