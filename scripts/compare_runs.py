@@ -6,7 +6,8 @@
 
 Reads each run's ``lofo.json`` (``scripts/evaluate_generalisation.py --tag ...``), pairs the folds both hold (or
 ``--folds``) and prints, per fold, the numbers the rule reads and then its verdict
-(:mod:`owlfinder.evaluation.trial_rule`): the first run is the shipped recipe, the second the change. Runs whose
+(:mod:`owlfinder.evaluation.trial_rule`: one seed per arm, a 1-point bar; the two-seed, 3-point rule written for
+the next trial is not coded yet): the first run is the shipped recipe, the second the change. Runs whose
 thresholds were set another way (margin, calibration sites) are refused: recalibrate one with ``--reuse-models``
 first.
 """

@@ -37,16 +37,12 @@ FLOOR = 0.5
 
 def _scan_groups(mat, model: str, held: str, trained: list[str]) -> dict:
     """``{(name, split): (detections, sites, truths)}`` for the clean recordings and the copies with calls."""
-    from owlfinder.evaluation.lofo import _scan
+    from owlfinder.evaluation.lofo import inserted_call_detections
 
     groups = {("clean", "calibration"): None, ("clean", "test"): None, (held, "calibration"): held,
               (held, "test"): held, **{(f, "calibration"): f for f in trained}}
-    out = {}
-    for (name, split), fam in groups.items():
-        recs = mat.recordings(split, fam)
-        out[(name, split)] = (_scan(mat, model, [p for p, _, _ in recs]), [s for _, s, _ in recs],
-                              [t for _, _, t in recs])
-    return out
+    return {(name, split): tuple(map(list, zip(*inserted_call_detections(mat, model, [split], [fam]), strict=True)))
+            for (name, split), fam in groups.items()}
 
 
 def _with_views(groups: dict, clf, factors: list[float]) -> tuple[dict, int]:

@@ -382,10 +382,11 @@ def _recordings(mat: Material, splits: Sequence[str], fam: str | None) -> list[t
 
 
 def inserted_call_detections(mat: Material, model_dir: str | os.PathLike, splits: Sequence[str],
-                             families: Sequence[str]) -> list[tuple]:
+                             families: Sequence[str | None]) -> list[tuple]:
     """``[(detection, site, truth)]`` of the copies of the ``splits`` recordings with each of ``families``' calls
     inserted, scanned by the model (the ``calls`` of
-    :func:`~owlfinder.evaluation.generalisation.site_held_out_false_positives`)."""
+    :func:`~owlfinder.evaluation.generalisation.site_held_out_false_positives`); a ``None`` family scans the
+    recordings as they are (no truth)."""
     recs = [r for fam in families for r in _recordings(mat, splits, fam)]
     return list(zip(_scan(mat, model_dir, [p for p, _, _ in recs]), [s for _, s, _ in recs],
                     [t for _, _, t in recs], strict=True))
