@@ -14,6 +14,7 @@ seconds, ``OWL_QUEUE_SIZE=1`` and ``OWL_CONCURRENCY=1``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from pathlib import Path
@@ -83,7 +84,9 @@ def time_limit(space):
 
 
 def files_under(*folders: Path) -> set[Path]:
-    return {p for d in folders if d.exists() for p in d.rglob("*") if p.is_file()}
+    """The files under ``folders`` now. The Space removes expired folders while this walks, so a folder that goes
+    between listing and reading is skipped (``os.walk`` ignores it; ``rglob`` raised FileNotFoundError)."""
+    return {Path(root) / name for d in folders for root, _, names in os.walk(d) for name in names}
 
 
 def tmp_files(space) -> set[Path]:
