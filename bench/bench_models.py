@@ -72,7 +72,11 @@ def describe(folder: str | Path) -> str:
     size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     dims = cfg.get("d_model") or cfg.get("hidden_size")
     layers = cfg.get("encoder_layers") or cfg.get("num_hidden_layers")
-    return f"{arch} (width {dims}, {layers} layers, {size / 1e6:.1f} MB, {pre.get('sampling_rate')} Hz)"
+    if layers is None and "channels" in cfg:  # OwlNet: convolution stages, then temporal convolutions
+        depth = f"{len(cfg['channels'])} conv stages + {len(cfg.get('temporal_dilations') or [])} temporal"
+    else:
+        depth = f"{layers} layers"
+    return f"{arch} (width {dims}, {depth}, {size / 1e6:.1f} MB, {pre.get('sampling_rate')} Hz)"
 
 
 #: AST's kaldi fbank gives 1 + (80000 - 400) // 160 = 498 frames for a 5 s window at 16 kHz.

