@@ -146,13 +146,9 @@ def machine_info() -> dict:
     """CPU model, cores, memory, Python and library versions, for the results file."""
     import platform
 
-    info = {"python": platform.python_version(), "platform": platform.platform()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
-        info["cpu"] = names[0] if names else platform.processor()
-    except OSError:
-        info["cpu"] = platform.processor()
+    from owlfinder.machine import cpu_name  # the name training records carry too (no torch import)
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_name()}
     try:
         info["cores"] = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

@@ -95,11 +95,10 @@ def compare(shipped: list[Path], changed: list[Path], folds: list[str] | None = 
     for fold in common:
         if seeds > 1:
             _check_seeds(*arms, fold)
-        protocols = {_protocol(r["folds"][fold]) for r in runs}
-        if len(protocols) > 1:  # thresholds set another way: the numbers at the threshold cannot be paired
-            first = _protocol(runs[0]["folds"][fold])
-            differ = sorted({k for r in runs for k, x, y in zip(PROTOCOL_KEYS, first, _protocol(r["folds"][fold]),
+        first = _protocol(runs[0]["folds"][fold])
+        differ = sorted({k for r in runs[1:] for k, x, y in zip(PROTOCOL_KEYS, first, _protocol(r["folds"][fold]),
                                                                  strict=True) if x != y})
+        if differ:  # thresholds set another way: the numbers at the threshold cannot be paired
             raise RunError(f"fold {fold}: the runs set their thresholds differently ({', '.join(differ)}); run one "
                            "again with --reuse-models and the other's settings")
         try:

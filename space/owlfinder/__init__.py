@@ -12,7 +12,7 @@ The package is laid out by task; each subpackage's docstring is its map.
 
 Shared by all tasks, at the root: :mod:`~owlfinder.audio` (probe, streaming decode, resample),
 :mod:`~owlfinder.timestamps` (wall-clock times from file names, time formats), :mod:`~owlfinder.durable`
-(atomic writes) and :mod:`~owlfinder.errors` (:class:`~owlfinder.errors.OwlFinderError`, the base of every
+(atomic writes), :mod:`~owlfinder.machine` (the CPU a record was made on) and :mod:`~owlfinder.errors` (:class:`~owlfinder.errors.OwlFinderError`, the base of every
 error meant for a person, and its one-line public message).
 
 Layers, lowest first (no module imports from a layer above its own): root modules, ``data`` and

@@ -206,10 +206,6 @@ def evaluate_fold(threshold: float, clean_dets: Sequence, clean_sites: Sequence[
 
     rec, hits, snrs = recall_at(threshold)
     rec_fph, _, _ = recall_at(t_fph)
-    # single hoots apart: the recipe ranks a lone hoot below a double hoot on purpose (MixConfig.single_share)
-    notes = np.array([t.get("n_notes", 0) for tr in truths for t in tr])
-    by_notes = {name: ({"calls": int(m.sum()), "recall": float(np.asarray(hits)[m].mean())} if m.any() else None)
-                for name, m in (("single hoot", notes == 1), ("2 or more notes", notes >= 2))}
     fps = [len(_events(d, threshold)) for d in clean_dets]
     per_site: dict[str, dict] = {}
     for d, site, fp in zip(clean_dets, clean_sites, fps, strict=True):
@@ -222,6 +218,10 @@ def evaluate_fold(threshold: float, clean_dets: Sequence, clean_sites: Sequence[
     h, sn = np.array(hits, dtype=bool), np.array(snrs)
     by_snr = {f"{lo:g}..{hi:g} dB": (float(h[(sn >= lo) & (sn < hi + 1e-9)].mean())
                                     if ((sn >= lo) & (sn < hi + 1e-9)).any() else None) for lo, hi in SNR_BANDS}
+    # single hoots apart: the recipe ranks a lone hoot below a double hoot on purpose (MixConfig.single_share)
+    notes = np.array([t.get("n_notes", 0) for tr in truths for t in tr])
+    by_notes = {name: ({"calls": int(m.sum()), "recall": float(h[m].mean())} if m.any() else None)
+                for name, m in (("single hoot", notes == 1), ("2 or more notes", notes >= 2))}
     fp = int(sum(fps))
     return {
         "threshold": threshold, "calls": len(hits), "recall": rec, "recall_by_snr": by_snr, "recall_by_notes": by_notes,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from owlfinder.data.schema import LABELS
+from owlfinder.machine import cpu_name
 from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
 from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch
 
@@ -302,16 +303,8 @@ def machine_record() -> dict:
     Returns:
         ``{"torch", "cpu_capability", "threads", "cpu"}``.
     """
-    import platform
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
     return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(), "cpu": cpu}
+            "threads": torch.get_num_threads(), "cpu": cpu_name()}
 
 
 def average_models(models: list[OwlNetForAudioClassification], bank: BandBank, config: RecipeConfig | None = None,
