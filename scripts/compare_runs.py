@@ -69,12 +69,12 @@ def _check_seeds(shipped: list[dict], changed: list[dict], fold: str) -> None:
                 raise RunError(f"{run['path']}: fold {fold}'s seed is not recorded (or it chose among seeds), so it "
                                "cannot be paired by seed")
         if len(set(seeds)) != len(seeds):
-            raise RunError(f"fold {fold}: the {name} arm repeats a seed ({', '.join(map(str, seeds))}): each run "
-                           "must be another seed")
+            raise RunError(f"fold {fold}: the {name} arm repeats a seed ({', '.join(map(str, seeds))} in "
+                           f"{', '.join(str(r['path']) for r in arm)}): each run must be another seed")
         arms[name] = sorted(seeds)
     if arms["shipped"] != arms["changed"]:
         raise RunError(f"fold {fold}: the arms are not paired by seed: shipped {arms['shipped']}, changed "
-                       f"{arms['changed']}")
+                       f"{arms['changed']} ({', '.join(str(r['path']) for r in changed)})")
 
 
 def compare(shipped: list[Path], changed: list[Path], folds: list[str] | None = None) -> tuple[list[str], dict]:

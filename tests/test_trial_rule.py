@@ -144,6 +144,7 @@ def test_compare_runs_averages_paired_seeds_and_refuses_unpaired_ones(tmp_path, 
         assert compare_runs.main(args) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and says in err, err
+        assert "lofo.json" in err or "runs:" in err, err  # names the files, unless the arguments are at fault
     for args in ([shipped[0]], [shipped[0], changed[0], "--shipped", shipped[1]], []):
         with pytest.raises(SystemExit) as e:
             compare_runs.main(args)
