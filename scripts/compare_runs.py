@@ -13,7 +13,8 @@ fold, the numbers the rule reads, averaged over each arm's seeds, then its verdi
 per arm it applies the superseded one-seed rule and says so. Runs whose thresholds were set another way (margin,
 calibration sites) are refused: recalibrate one with ``--reuse-models`` first. A seed repeats bit for bit only on one
 kind of machine (``training.machine`` in each fold's record): where the runs did not all train on one, the script
-says so, and the seeds are draws of each arm rather than pairs.
+says so, and the seeds are draws of each arm rather than pairs. It says so too where the arms trained at different
+precisions (``--precision``): a trial of another change must train both arms alike.
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ def _seed(run: dict, fold: str) -> int | None:
         return None
     seed = ((rec.get("training") or {}).get("recipe") or {}).get("seed")
     return seed if seed is not None else run["recipe"].get("seed")
+
+
+def _precision(run: dict, fold: str) -> str:
+    """The precision a fold trained at (``RecipeConfig.precision``; records before it existed: fp32)."""
+    rec = run["folds"][fold]
+    return ((rec.get("training") or {}).get("recipe") or {}).get("precision") or run["recipe"].get("precision", "fp32")
 
 
 def _check_seeds(shipped: list[dict], changed: list[dict], fold: str) -> None:
@@ -108,6 +115,8 @@ def compare(shipped: list[Path], changed: list[Path], folds: list[str] | None = 
     machines = {fold: {json.dumps((r["folds"][fold].get("training") or {}).get("machine"), sort_keys=True)
                        for r in runs} for fold in common}
     apart = [fold for fold, m in machines.items() if len(m) > 1 or "null" in m]
+    precisions = {fold: [sorted({_precision(r, fold) for r in arm}) for arm in arms] for fold in common}
+    mixed = [fold for fold, (a, b) in precisions.items() if len(a) > 1 or len(b) > 1 or a != b]
     lines = ["| held-out family | test: recall at <= 1 FP/h | calibration sites: at <= 1 FP/h | training families, "
              "calibration sites | test: false events at cal. thr. | threshold |", "|---|---|---|---|---|---|"]
     for fold, (a, b) in zip(common, pairs, strict=True):
@@ -120,6 +129,11 @@ def compare(shipped: list[Path], changed: list[Path], folds: list[str] | None = 
         lines += ["", f"note: fold{'s' if len(apart) > 1 else ''} {', '.join(apart)}: the runs did not all train on "
                   "one recorded machine (torch, CPU kernels, threads), so a seed there is not the same draw in both "
                   "arms"]
+    if mixed:  # a trial of some other change must train both arms at one precision, or it measures that too
+        lines += ["", f"note: fold{'s' if len(mixed) > 1 else ''} {', '.join(mixed)}: the runs trained at different "
+                  "precisions (" + "; ".join(f"{fold}: shipped {'/'.join(a)}, changed {'/'.join(b)}"
+                                             for fold, (a, b) in precisions.items() if fold in mixed)
+                  + "), so the arms differ in that too"]
     return lines, verdict(pairs, seeds=seeds)
 
 

@@ -278,6 +278,24 @@ def test_a_seed_repeats_bit_for_bit_on_one_machine_and_the_record_says_where():
                                                      strict=True))  # the test can tell two draws apart
 
 
+def test_bf16_training_is_a_recipe_of_its_own_that_repeats_and_saves_float32_weights():
+    """RecipeConfig.precision="bf16" runs each step's forward pass under bfloat16 autocast: the weights stay float32
+    (the engine and ONNX run them as before), a seed still repeats, the draws differ from fp32's, and the record
+    names the precision (fp32 records stay as they were, so earlier runs still compare equal)."""
+    bank, _ = _small_bank(np.random.default_rng(5), "additive")
+    cfg = RecipeConfig(steps=8, batch_size=8, mine_at=(0.5,), mine_top=0.25, mine_candidates=10, mine_hop_frames=50,
+                       model=TOY_NET, threads=2, precision="bf16")
+    (a, _, info), (b, _, _) = (train_recipe(bank, cfg, log=lambda *_: None) for _ in range(2))
+    assert all(v.dtype in (torch.float32, torch.int64) for v in a.state_dict().values())
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert info["recipe"]["precision"] == "bf16" and "precision" not in RecipeConfig().to_dict()
+    full, _, _ = train_recipe(bank, RecipeConfig(**{**cfg.__dict__, "precision": "fp32"}), log=lambda *_: None)
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), full.state_dict().values(),
+                                                     strict=True))
+    with pytest.raises(ValueError, match="precision 'fp16' is not one of fp32, bf16"):
+        RecipeConfig(precision="fp16")
+
+
 def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():
     bank, _ = _small_bank(np.random.default_rng(6), "fm")
     model, _, info = train_recipe(bank, RecipeConfig(steps=3, batch_size=8, mine_at=(), model=TOY_NET, members=2),

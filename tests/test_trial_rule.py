@@ -125,6 +125,12 @@ def test_compare_runs_averages_paired_seeds_and_refuses_unpaired_ones(tmp_path, 
     assert compare_runs.main(["--shipped", *arm("h", (0.7, 0.9), machine=here), "--changed",
                               *arm("i", (0.9, 0.9), machine=here)]) == 0
     assert "note:" not in capsys.readouterr().out  # one machine: the seeds are pairs
+    fast = [str(_run(tmp_path / f"bf{k}", {"fm": _fold(0.9, 0.9, {"additive": 0.8}, 0)
+                                          | {"training": {"machine": here, "recipe": {"seed": k, "precision": "bf16"}}}}))
+            for k in (0, 1)]
+    assert compare_runs.main(["--shipped", *arm("j", (0.7, 0.9), machine=here), "--changed", *fast]) == 0
+    out = capsys.readouterr().out  # a bf16 arm against fp32 ones: the arms differ in precision too
+    assert "note: fold fm: the runs trained at different precisions (fm: shipped fp32, changed bf16)" in out
     # a committed record (the lofo.json file itself) reads like its run folder
     files = [str(Path(r) / "lofo.json") for r in shipped]
     assert compare_runs.main(["--shipped", *files, "--changed", *changed]) == 0

@@ -30,9 +30,11 @@ from owlfinder.machine import cpu_name
 from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudioClassification
 from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch
 
-__all__ = ["RecipeConfig", "average_from_arg", "average_models", "machine_record", "score_features", "train_recipe"]
+__all__ = ["PRECISIONS", "RecipeConfig", "average_from_arg", "average_models", "machine_record", "score_features", "train_recipe"]
 
 _OWL = LABELS.index("owl")
+#: Training precisions (:attr:`RecipeConfig.precision`).
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -65,6 +67,10 @@ class RecipeConfig:
             ``None``: the last weights. Costs nothing at inference. Kept because, against the same run's last
             weights, it found more of the held-out family's calls on the calibration sites in three folds of
             five, as many in one and fewer in one (mean +2.8 points; docs/generalisation.md).
+        precision: ``"fp32"``, or ``"bf16"``: each training step's forward pass under bfloat16 autocast (the
+            loss, the optimiser, mining, the batch-norm refresh and the saved weights stay float32). 2.2x faster
+            steps on a CPU with AVX512-BF16 (measured: 0.21 s against 0.46 s a step of 64), far slower on one
+            without it. A recipe of its own: its draws differ from fp32's (docs/generalisation.md).
     """
 
     steps: int = 2000
@@ -86,12 +92,19 @@ class RecipeConfig:
     init_from: str | None = None
     members: int = 1
     average_from: float | None = 0.5
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         # recipes recorded before these existed compare equal (train_or_reuse)
         if d["average_from"] is None:
             del d["average_from"]
+        if d["precision"] == "fp32":
+            del d["precision"]
         if not d["mix"]["p_flatten"]:
             del d["mix"]["p_flatten"]
         if not d["mix"]["p_glide_confuser"]:
@@ -255,9 +268,10 @@ def train_recipe(bank: BandBank, config: RecipeConfig | None = None, *, log: Cal
                     f"(scores {info['min_score']:.3f}-{info['max_score']:.3f}, {info['real']} real)")
             x, y = _training_batch(rng, bank, c, hard, aug_rng)
             target = torch.from_numpy(np.where(y == 1, _OWL, 1 - _OWL))
-            out = model(input_features=torch.from_numpy(x))
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=c.precision == "bf16"):
+                out = model(input_features=torch.from_numpy(x))
             each = out.hidden_states if out.hidden_states is not None else out.logits[None]  # members learn apart
-            loss = torch.stack([torch.nn.functional.cross_entropy(m, target, label_smoothing=c.label_smoothing)
+            loss = torch.stack([torch.nn.functional.cross_entropy(m.float(), target, label_smoothing=c.label_smoothing)
                                 for m in each]).mean()
             opt.zero_grad()
             loss.backward()
