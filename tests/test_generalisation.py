@@ -296,6 +296,19 @@ def test_bf16_training_is_a_recipe_of_its_own_that_repeats_and_saves_float32_wei
         RecipeConfig(precision="fp16")
 
 
+def test_bf16_training_on_a_cpu_without_bf16_kernels_says_it_is_slower(monkeypatch):
+    import owlfinder.train.recipe as recipe
+
+    bank, _ = _small_bank(np.random.default_rng(5), "additive")
+    logs: list[str] = []
+    monkeypatch.setattr(recipe, "bf16_kernels", lambda: False)
+    train_recipe(bank, RecipeConfig(steps=1, batch_size=8, mine_at=(), model=TOY_NET, precision="bf16"), log=logs.append)
+    assert any("no native bfloat16 kernels" in m for m in logs)
+    logs.clear()
+    train_recipe(bank, RecipeConfig(steps=1, batch_size=8, mine_at=(), model=TOY_NET), log=logs.append)
+    assert not any("bfloat16" in m for m in logs)  # fp32 runs say nothing
+
+
 def test_an_ensemble_recipe_trains_its_members_apart_and_joins_them():
     bank, _ = _small_bank(np.random.default_rng(6), "fm")
     model, _, info = train_recipe(bank, RecipeConfig(steps=3, batch_size=8, mine_at=(), model=TOY_NET, members=2),
