@@ -130,9 +130,12 @@ def compare(shipped: list[Path], changed: list[Path], folds: list[str] | None = 
                   "one recorded machine (torch, CPU kernels, threads), so a seed there is not the same draw in both "
                   "arms"]
     if mixed:  # a trial of some other change must train both arms at one precision, or it measures that too
-        lines += ["", f"note: fold{'s' if len(mixed) > 1 else ''} {', '.join(mixed)}: the runs trained at different "
-                  "precisions (" + "; ".join(f"{fold}: shipped {'/'.join(a)}, changed {'/'.join(b)}"
-                                             for fold, (a, b) in precisions.items() if fold in mixed)
+        groups: dict[str, list[str]] = {}
+        for fold in mixed:
+            a, b = precisions[fold]
+            groups.setdefault(f"shipped {'/'.join(a)}, changed {'/'.join(b)}", []).append(fold)
+        lines += ["", "note: the runs trained at different precisions ("
+                  + "; ".join(f"{how} in {', '.join(folds)}" for how, folds in groups.items())
                   + "), so the arms differ in that too"]
     return lines, verdict(pairs, seeds=seeds)
 

@@ -130,7 +130,7 @@ def test_compare_runs_averages_paired_seeds_and_refuses_unpaired_ones(tmp_path, 
             for k in (0, 1)]
     assert compare_runs.main(["--shipped", *arm("j", (0.7, 0.9), machine=here), "--changed", *fast]) == 0
     out = capsys.readouterr().out  # a bf16 arm against fp32 ones: the arms differ in precision too
-    assert "note: fold fm: the runs trained at different precisions (fm: shipped fp32, changed bf16)" in out
+    assert "note: the runs trained at different precisions (shipped fp32, changed bf16 in fm)" in out
     # a committed record (the lofo.json file itself) reads like its run folder
     files = [str(Path(r) / "lofo.json") for r in shipped]
     assert compare_runs.main(["--shipped", *files, "--changed", *changed]) == 0
