@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     from owlfinder.evaluation.lofo import Material, check_calibration_splits
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
     from owlfinder.train.bandmix import MixConfig
-    from owlfinder.train.recipe import PRECISIONS, RecipeConfig, average_from_arg
+    from owlfinder.train.recipe import PRECISIONS, RecipeConfig, average_from_arg, mine_at_arg
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
@@ -378,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                         "the last weights are kept beside it in WORK/seed-N-last")
     p.add_argument("--mix", nargs="+", default=[], metavar="KEY=VALUE",
                    help="MixConfig overrides (as in evaluate_generalisation.py), e.g. p_eq=0.5")
+    p.add_argument("--mine-at", type=mine_at_arg, nargs="+", default=list(RecipeConfig.mine_at), metavar="FRACTION",
+                   help="fractions of the run at which a hard-negative round runs (RecipeConfig.mine_at)")
     p.add_argument("--precision", choices=PRECISIONS, default=RecipeConfig.precision,
                    help="training steps' forward pass: fp32, or bf16 autocast (RecipeConfig.precision)")
     args = p.parse_args(argv)
@@ -404,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         for k, (seed, run) in enumerate(runs.items()):
             print(f"== seed {seed} ({k + 1} of {len(runs)})", flush=True)
             step_train(mat, run, RecipeConfig(steps=args.train_steps, members=args.members, mix=mix, seed=seed,
-                                                 average_from=args.average_from, precision=args.precision),
+                                                 average_from=args.average_from, precision=args.precision,
+                                                 mine_at=tuple(sorted(args.mine_at))),
                        args.negative_splits, args.calibration_splits, args.margin_logit)
     if "train" not in args.steps and len(runs) == 1 and (STARTER / "training.json").is_file():
         run = next(iter(runs.values()))

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from owlfinder.synth.families import FAMILIES, RECIPE_FAMILIES
     from owlfinder.train.bandmix import MixConfig
-    from owlfinder.train.recipe import PRECISIONS, RecipeConfig, average_from_arg
+    from owlfinder.train.recipe import PRECISIONS, RecipeConfig, average_from_arg, mine_at_arg
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared(), help="the real recordings (MANIFEST.tsv)")
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="headroom above the calibrated threshold, logits (the runs of docs/generalisation.md before "
                         "the margin study used 0.5)")
     p.add_argument("--no-mining", action="store_true", help="no hard-negative rounds")
+    p.add_argument("--mine-at", type=mine_at_arg, nargs="+", default=list(RecipeConfig.mine_at), metavar="FRACTION",
+                   help="fractions of each run at which a hard-negative round runs (RecipeConfig.mine_at)")
     p.add_argument("--members", type=int, default=RecipeConfig.members,
                    help="models trained apart (seeds 0, 1, ...) and joined into one ensemble per fold")
     p.add_argument("--average-from", type=average_from_arg, default=RecipeConfig.average_from,
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return _baseline(mat, args)
     recipe = RecipeConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                           time_budget_s=args.time_budget_min * 60 if args.time_budget_min else None,
-                          mine_at=() if args.no_mining else RecipeConfig.mine_at, init_from=args.init_from,
+                          mine_at=() if args.no_mining else tuple(sorted(args.mine_at)), init_from=args.init_from,
                           members=args.members, mix=mix, seed=args.seed, average_from=args.average_from,
                           precision=args.precision)
     res_dir = args.work / (args.tag or "default")

@@ -296,6 +296,28 @@ def test_bf16_training_is_a_recipe_of_its_own_that_repeats_and_saves_float32_wei
         RecipeConfig(precision="fp16")
 
 
+def test_mine_at_takes_fractions_of_the_run_and_the_default_recipe_is_unchanged(capsys):
+    import importlib.util
+
+    from owlfinder.train.recipe import mine_at_arg
+
+    from conftest import REPO_ROOT
+
+    assert mine_at_arg("0.35") == 0.35
+    for bad in ("0", "1", "-0.2"):
+        with pytest.raises(ValueError, match="not a fraction of the run"):
+            mine_at_arg(bad)
+    spec = importlib.util.spec_from_file_location("evaluate_generalisation_mine",
+                                                  REPO_ROOT / "scripts" / "evaluate_generalisation.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    with pytest.raises(SystemExit) as e:
+        script.main(["--mine-at", "1.5"])
+    assert e.value.code == 2 and "--mine-at" in capsys.readouterr().err
+    # the default list gives the recipe's own rounds, so runs recorded before the flag are reused as they were
+    assert tuple(sorted(RecipeConfig.mine_at)) == RecipeConfig().mine_at
+
+
 def test_bf16_training_on_a_cpu_without_bf16_kernels_says_it_is_slower(monkeypatch):
     import owlfinder.train.recipe as recipe
 

@@ -31,7 +31,7 @@ from owlfinder.owlnet import OwlNetConfig, OwlNetFeatureExtractor, OwlNetForAudi
 from owlfinder.train.bandmix import BandBank, MixConfig, mix_batch
 
 __all__ = ["PRECISIONS", "RecipeConfig", "average_from_arg", "average_models", "bf16_kernels", "machine_record",
-           "score_features", "train_recipe"]
+           "mine_at_arg", "score_features", "train_recipe"]
 
 _OWL = LABELS.index("owl")
 #: Training precisions (:attr:`RecipeConfig.precision`).
@@ -124,6 +124,14 @@ def average_from_arg(value: str) -> float | None:
     fraction = float(value)
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"{value} is not a fraction of the run in [0, 1)")
+    return fraction
+
+
+def mine_at_arg(value: str) -> float:
+    """One value of ``--mine-at``: a fraction of the run in (0, 1) at which a hard-negative round runs."""
+    fraction = float(value)
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"{value} is not a fraction of the run in (0, 1)")
     return fraction
 
 
