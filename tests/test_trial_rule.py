@@ -169,6 +169,7 @@ def test_committed_run_records_are_read_by_the_rule(capsys, monkeypatch):
     for rec in records:
         assert rec.name in (REPO / "docs" / "runs" / "README.md").read_text(), f"{rec.name} is not described"
         lines, v = compare_runs.compare([rec], [rec])
-        assert v["folds"] == 5 and not v["kept"]  # all five folds; a run is no gain over itself
+        # all five folds, except a run still under way, which says so in its name; a run is no gain over itself
+        assert (v["folds"] >= 1 if rec.stem.endswith("-partial") else v["folds"] == 5) and not v["kept"]
         assert all(0 <= x <= 1 for x in v["recall_both_groups"].values())
     sys.modules.pop("compare_runs", None)
